@@ -1,0 +1,81 @@
+"""Validate the answers before anything is written.
+
+Answers arrive through ``tojson`` so quotes, backslashes or code in an answer stay data.
+A bad answer exits 1 with one line saying what is wrong; cookiecutter then removes the
+half-made project directory.
+"""
+
+import json
+import re
+import sys
+
+ANSWERS = json.loads(
+    r"""{{ {
+        "project_name": cookiecutter.project_name,
+        "project_slug": cookiecutter.project_slug,
+        "description": cookiecutter.description,
+        "author_name": cookiecutter.author_name,
+        "author_email": cookiecutter.author_email,
+        "database": cookiecutter.database,
+        "rate_limiter": cookiecutter.rate_limiter,
+        "use_docker": cookiecutter.use_docker,
+    } | tojson }}"""
+)
+
+{% raw %}
+MIN_COOKIECUTTER = (2, 7)
+CHOICES = {
+    "database": ("sqlite", "postgresql"),
+    "rate_limiter": ("memory", "redis"),
+    "use_docker": ("yes", "no"),
+}
+TEXT_FIELDS = ("project_name", "description", "author_name", "author_email")
+SLUG = re.compile(r"^[a-z][a-z0-9_-]*$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+TEMPLATE_SYNTAX = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
+MAX_TEXT = 200
+
+
+def problems() -> list[str]:
+    found = []
+    try:
+        import cookiecutter
+
+        version = tuple(int(part) for part in cookiecutter.__version__.split(".")[:2])
+    except (ImportError, ValueError):
+        version = MIN_COOKIECUTTER
+    if version < MIN_COOKIECUTTER:
+        found.append(
+            f"this template needs cookiecutter >= 2.7 (you have {cookiecutter.__version__}); "
+            'run: pip install -U "cookiecutter>=2.7"'
+        )
+    for name, allowed in CHOICES.items():
+        if ANSWERS[name] not in allowed:
+            found.append(f"{name}={ANSWERS[name]!r} is not one of: {', '.join(allowed)}")
+    slug = ANSWERS["project_slug"]
+    if not SLUG.match(slug):
+        found.append(
+            f"project_slug={slug!r} must start with a lower-case letter and hold only "
+            "lower-case letters, digits, '-' and '_' (for example: my-auth-service)"
+        )
+    for name in TEXT_FIELDS:
+        value = ANSWERS[name]
+        if not value.strip():
+            found.append(f"{name} must not be empty")
+        elif len(value) > MAX_TEXT:
+            found.append(f"{name} is longer than {MAX_TEXT} characters")
+        elif any(ord(char) < 32 for char in value):
+            found.append(f"{name} must be a single line without control characters")
+        elif TEMPLATE_SYNTAX.search(value):
+            found.append(f"{name} must not contain template syntax such as '{{{{' or '{{%'")
+    if not EMAIL.match(ANSWERS["author_email"]):
+        found.append(f"author_email={ANSWERS['author_email']!r} is not an email address")
+    return found
+
+
+if __name__ == "__main__":
+    errors = problems()
+    for error in errors:
+        print(f"ERROR: {error}", file=sys.stderr)
+    sys.exit(1 if errors else 0)
+{% endraw %}

@@ -1,0 +1,95 @@
+"""The exact files a generated project holds: common ones plus those each answer adds.
+
+Written out by hand on purpose: a file that appears or disappears unexpectedly in a variant
+(a post-gen table gone stale, a Jinja guard in the wrong place) must fail a test.
+"""
+
+from __future__ import annotations
+
+from support import Variant
+
+COMMON = {
+    # project tooling and docs
+    ".env",  # written by the post-gen hook, git-ignored
+    ".github/workflows/ci.yml",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    "Makefile",
+    "README.md",
+    "alembic.ini",
+    "env.example",
+    "pyproject.toml",
+    "scripts/start.sh",
+    # migrations
+    "alembic/env.py",
+    "alembic/script.py.mako",
+    "alembic/versions/0001_initial.py",
+    # the service
+    "app/__init__.py",
+    "app/cli.py",
+    "app/main.py",
+    "app/api/__init__.py",
+    "app/api/routes/__init__.py",
+    "app/core/__init__.py",
+    "app/core/config.py",
+    "app/core/passwords.py",
+    "app/core/rate_limit.py",
+    "app/core/security.py",
+    "app/core/tokens.py",
+    "app/data/common-passwords.txt",
+    "app/db/__init__.py",
+    "app/db/session.py",
+    "app/models/__init__.py",
+    "app/models/audit.py",
+    "app/models/base.py",
+    "app/models/one_time_token.py",
+    "app/models/rbac.py",
+    "app/models/session.py",
+    "app/models/user.py",
+    "app/services/audit.py",
+    "app/services/context.py",
+    "app/services/email.py",
+    "app/services/errors.py",
+    "app/services/one_time_tokens.py",
+    "app/services/sessions.py",
+    "app/services/users.py",
+    "app/templates/email/account_exists.html",
+    "app/templates/email/account_exists.txt",
+    "app/templates/email/base.html",
+    "app/templates/email/new_device.html",
+    "app/templates/email/new_device.txt",
+    "app/templates/email/password_changed.html",
+    "app/templates/email/password_changed.txt",
+    "app/templates/email/reset_password.html",
+    "app/templates/email/reset_password.txt",
+    "app/templates/email/verify_email.html",
+    "app/templates/email/verify_email.txt",
+    "app/utils/__init__.py",
+    "app/utils/client_ip.py",
+    "app/utils/cookies.py",
+    "app/utils/user_agent.py",
+    # the project's own tests
+    "tests/__init__.py",
+    "tests/conftest.py",
+}
+
+# (option, value) -> files present only with that answer.
+ONLY_WITH = {
+    ("use_docker", "yes"): {
+        ".dockerignore",
+        "Dockerfile",
+        "docker-compose.prod.yml",
+        "docker-compose.yml",
+    },
+    ("rate_limiter", "redis"): {
+        "tests/test_redis_limiter.py",
+    },
+}
+
+
+def expected_files(variant: Variant) -> set[str]:
+    files = set(COMMON)
+    for (option, value), paths in ONLY_WITH.items():
+        if getattr(variant, option) == value:
+            files |= paths
+    return files

@@ -1,0 +1,142 @@
+"""Shared vocabulary of the template tests: the variants, the paths, running commands."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+BIN_DIR = Path(sys.executable).parent
+
+DATABASES = ("sqlite", "postgresql")
+RATE_LIMITERS = ("memory", "redis")
+USE_DOCKER = ("yes", "no")
+
+# Variables that must not leak from the developer's shell into a generated project's commands.
+SCRUBBED_ENV = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "ENVIRONMENT",
+    "TEST_DATABASE_URL",
+    "TEST_REDIS_URL",
+    "PORT",
+    "WEB_CONCURRENCY",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "MAKEFLAGS",
+    "MAKELEVEL",
+    "MFLAGS",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    database: str
+    rate_limiter: str
+    use_docker: str
+
+    @property
+    def id(self) -> str:
+        docker = "docker" if self.use_docker == "yes" else "nodocker"
+        return f"{self.database}-{self.rate_limiter}-{docker}"
+
+    @property
+    def context(self) -> dict[str, str]:
+        return {
+            "database": self.database,
+            "rate_limiter": self.rate_limiter,
+            "use_docker": self.use_docker,
+        }
+
+    @property
+    def index(self) -> int:
+        return VARIANTS.index(self)
+
+
+VARIANTS = tuple(
+    Variant(*combo) for combo in itertools.product(DATABASES, RATE_LIMITERS, USE_DOCKER)
+)
+DEFAULT_VARIANT = Variant("sqlite", "memory", "yes")
+
+
+def variant_params(**only: str) -> list:
+    """Variants as pytest params, filtered by answer, grouped so one xdist worker owns each bake."""
+    return [
+        pytest.param(v, id=v.id, marks=pytest.mark.xdist_group(v.id))
+        for v in VARIANTS
+        if all(getattr(v, key) == value for key, value in only.items())
+    ]
+
+
+def tool(name: str) -> str:
+    """A console script of the interpreter running the tests, else one from PATH."""
+    candidate = BIN_DIR / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed (pip install -r tests/requirements.txt)")
+    return found
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a generated project's commands: no stray settings, our tools first."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in SCRUBBED_ENV and not key.startswith("PYTEST_")
+    }
+    env["PATH"] = os.pathsep.join([str(BIN_DIR), env.get("PATH", "")])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra)
+    return env
+
+
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=env if env is not None else clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def output_of(result: subprocess.CompletedProcess[str], tail: int = 200) -> str:
+    lines = (result.stdout + result.stderr).splitlines()
+    return f"$ {' '.join(map(str, result.args))}\nexit {result.returncode}\n" + "\n".join(
+        lines[-tail:]
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+PYTEST_SUMMARY = re.compile(r"^=+ (?P<body>.*\bin [\d.]+s.*) =+$", re.MULTILINE)
+
+
+def pytest_summary(output: str) -> str:
+    """The closing `=== N passed, M skipped in 3.2s ===` line of a pytest run."""
+    matches = PYTEST_SUMMARY.findall(output)
+    return matches[-1] if matches else ""
+
+
+def list_files(root: Path) -> set[str]:
+    return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}

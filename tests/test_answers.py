@@ -1,0 +1,148 @@
+"""Answers are validated before anything is written, and text answers are only ever data."""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
+
+from support import TEMPLATE_DIR, output_of, run
+
+
+def assert_nothing_left(output_dir: Path) -> None:
+    assert sorted(p.name for p in output_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        pytest.param(
+            {"project_slug": "1bad"}, "project_slug='1bad' must start with", id="slug-digit"
+        ),
+        pytest.param({"project_slug": "Bad Slug"}, "project_slug='Bad Slug' must", id="slug-space"),
+        pytest.param({"project_slug": "bad.slug"}, "project_slug='bad.slug' must", id="slug-dot"),
+        # cookiecutter renders answers once, so literal template syntax needs raw blocks to
+        # reach the hook; it must not reach a rendered file either.
+        pytest.param(
+            {"description": "{% raw %}{{ cookiecutter.project_slug }}{% endraw %}"},
+            "description must not contain template syntax",
+            id="description-template",
+        ),
+        pytest.param(
+            {"project_name": "{% raw %}Auth {% if 1 %}{% endraw %}", "project_slug": "auth"},
+            "project_name must not contain template syntax",
+            id="name-template",
+        ),
+        pytest.param({"author_email": "not-an-email"}, "author_email='not-an-email'", id="email"),
+        pytest.param({"author_name": "  "}, "author_name must not be empty", id="blank"),
+        pytest.param(
+            {"description": "two\nlines"}, "description must be a single line", id="newline"
+        ),
+    ],
+)
+def test_bad_answer_fails_generation_and_leaves_nothing(
+    bake, tmp_path: Path, capfd: pytest.CaptureFixture[str], context: dict, message: str
+) -> None:
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    with pytest.raises(FailedHookException):
+        bake(output_dir, **context)
+    assert message in capfd.readouterr().err
+    assert_nothing_left(output_dir)
+
+
+def test_unknown_choice_is_refused_before_anything_is_written(bake, tmp_path: Path) -> None:
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    with pytest.raises(ValueError, match=r"mysql provided for choice variable database"):
+        bake(output_dir, database="mysql")
+    assert_nothing_left(output_dir)
+
+
+def test_unknown_choice_from_a_replay_file_is_refused_by_the_hook(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A replay file skips cookiecutter's own choice check; the pre-gen hook still catches it."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"replay_dir: {tmp_path / 'replay'}\ncookiecutters_dir: {tmp_path / 'cc'}\n")
+    cookiecutter(
+        str(TEMPLATE_DIR),
+        no_input=True,
+        output_dir=str(tmp_path / "first"),
+        config_file=str(config),
+    )
+    [replay_file] = (tmp_path / "replay").glob("*.json")
+    replay = json.loads(replay_file.read_text())
+    replay["cookiecutter"]["database"] = "mysql"
+    replay_file.write_text(json.dumps(replay))
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    with pytest.raises(FailedHookException):
+        cookiecutter(
+            str(TEMPLATE_DIR),
+            replay=str(replay_file),
+            output_dir=str(output_dir),
+            config_file=str(config),
+        )
+    assert "database='mysql' is not one of: sqlite, postgresql" in capfd.readouterr().err
+    assert_nothing_left(output_dir)
+
+
+NASTY_TEXT = [
+    pytest.param('O\'Brien "Auth" \\ back\\\\slash', id="quotes-backslashes"),
+    pytest.param("ends with a backslash \\", id="trailing-backslash"),
+    pytest.param("'''; import os; os.system(\"touch PWNED\") #", id="triple-quote-injection"),
+    pytest.param("\"); __import__('os').system('touch PWNED')#", id="call-injection"),
+    pytest.param('"""+__import__("os").system("touch PWNED")+"""', id="docstring-injection"),
+    pytest.param("Zoë's café ✓ <b>&amp;</b> $HOME `id`", id="unicode-markup"),
+]
+
+
+def string_constants(python_file: Path) -> set[str]:
+    tree = ast.parse(python_file.read_text())
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+
+
+@pytest.mark.parametrize("text", NASTY_TEXT)
+def test_text_answers_render_as_data(
+    bake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    output_dir = tmp_path / "out"
+    project = bake(
+        output_dir,
+        project_name=text,
+        project_slug="safe-text",
+        description=text,
+        author_name=text,
+    )
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["description"] == text
+    assert pyproject["project"]["authors"][0]["name"] == text
+    assert text in (project / "README.md").read_text()
+    assert text in string_constants(project / "app" / "core" / "config.py")
+
+    check = run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=project)
+    assert check.returncode == 0, output_of(check)
+    for where in (cwd, output_dir, TEMPLATE_DIR):
+        assert list(where.rglob("PWNED")) == [], f"injected code ran in {where}"
+
+
+def test_answers_are_rendered_once_by_cookiecutter(bake, tmp_path: Path) -> None:
+    """Cookiecutter itself renders answers as Jinja once: ``{{ 7*7 }}`` arrives as ``49``."""
+    project = bake(tmp_path, description="Costs {{ 7*7 }} coins")
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["description"] == "Costs 49 coins"

@@ -1,0 +1,153 @@
+"""The post-gen hook: a local, git-ignored `.env` with a fresh secret; safe to re-run; cruft."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+from support import TEMPLATE_DIR, output_of, tool
+
+PLACEHOLDER = re.compile(r"change|replace|placeholder|example|your|generate|<|^$|x{8}", re.I)
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def env_value(path: Path, name: str) -> str:
+    values = [
+        line.split("=", 1)[1].strip().strip("\"'")
+        for line in path.read_text().splitlines()
+        if line.startswith(f"{name}=")
+    ]
+    assert len(values) == 1, f"{path.name} should set {name} exactly once"
+    return values[0]
+
+
+def git(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **GIT_ENV, "HOME": str(cwd)}
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_env_has_a_fresh_secret_and_is_git_ignored(bake, tmp_path: Path) -> None:
+    first = bake(tmp_path / "one")
+    second = bake(tmp_path / "two")
+
+    secret = env_value(first / ".env", "SECRET_KEY")
+    assert len(secret) >= 32
+    assert secret != env_value(second / ".env", "SECRET_KEY"), "every project gets its own secret"
+    assert stat.S_IMODE((first / ".env").stat().st_mode) == 0o600
+
+    placeholder = env_value(first / "env.example", "SECRET_KEY")
+    assert PLACEHOLDER.search(placeholder), f"env.example holds a real-looking key: {placeholder}"
+    assert secret not in (first / "env.example").read_text()
+
+    assert git("init", "-q", cwd=first).returncode == 0
+    assert git("check-ignore", "-q", ".env", cwd=first).returncode == 0, ".env must be ignored"
+    assert git("check-ignore", "-q", "env.example", cwd=first).returncode == 1
+    git("add", "-A", cwd=first)
+    tracked = git("ls-files", cwd=first).stdout.split()
+    assert ".env" not in tracked
+    assert "env.example" in tracked
+
+
+def test_env_lists_what_env_example_lists(bake, tmp_path: Path) -> None:
+    project = bake(tmp_path)
+
+    def names(path: Path) -> list[str]:
+        return [
+            line.split("=", 1)[0]
+            for line in path.read_text().splitlines()
+            if re.match(r"^[A-Z][A-Z0-9_]*=", line)
+        ]
+
+    assert names(project / ".env") == names(project / "env.example")
+
+
+@pytest.mark.parametrize("use_docker", ["yes", "no"])
+def test_hooks_are_safe_to_rerun(
+    cookiecutter_config: Path, tmp_path: Path, use_docker: str
+) -> None:
+    """Generating again over an existing project (as cruft does) keeps its `.env` secret."""
+
+    def generate() -> Path:
+        return Path(
+            cookiecutter(
+                str(TEMPLATE_DIR),
+                no_input=True,
+                extra_context={"use_docker": use_docker},
+                output_dir=str(tmp_path),
+                overwrite_if_exists=True,
+                config_file=str(cookiecutter_config),
+            )
+        )
+
+    project = generate()
+    secret = env_value(project / ".env", "SECRET_KEY")
+    again = generate()
+    assert again == project
+    assert env_value(project / ".env", "SECRET_KEY") == secret
+    assert (project / "Dockerfile").exists() == (use_docker == "yes")
+
+
+IGNORED_IN_COPY = shutil.ignore_patterns(
+    ".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc"
+)
+
+
+def test_cruft_create_check_update(tmp_path: Path) -> None:
+    """The README's cruft workflow: create a project, see it is current, pull a template change."""
+    template = tmp_path / "template"
+    shutil.copytree(TEMPLATE_DIR, template, ignore=IGNORED_IN_COPY)
+    for args in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-q", "-m", "v1")):
+        assert git(*args, cwd=template).returncode == 0
+    cruft_env = {**os.environ, **GIT_ENV}
+
+    def cruft(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [tool("cruft"), *args], cwd=cwd, env=cruft_env, capture_output=True, text=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+
+    out = tmp_path / "out"
+    out.mkdir()
+    created = cruft("create", str(template), "--no-input", "--output-dir", str(out), cwd=tmp_path)
+    assert created.returncode == 0, output_of(created)
+    project = out / "fastapi-auth"
+    cruft_json = json.loads((project / ".cruft.json").read_text())
+    assert cruft_json["context"]["cookiecutter"]["database"] == "sqlite"
+    secret = env_value(project / ".env", "SECRET_KEY")
+    for args in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-q", "-m", "gen")):
+        assert git(*args, cwd=project).returncode == 0
+
+    checked = cruft("check", cwd=project)
+    assert checked.returncode == 0, output_of(checked)
+
+    marker = "# pulled in by cruft update"
+    gitignore = template / "{{cookiecutter.project_slug}}" / ".gitignore"
+    gitignore.write_text(gitignore.read_text() + f"\n{marker}\n")
+    assert git("commit", "-q", "-am", "v2", cwd=template).returncode == 0
+
+    stale = cruft("check", cwd=project)
+    assert stale.returncode != 0, output_of(stale)
+    updated = cruft("update", "--skip-apply-ask", cwd=project)
+    assert updated.returncode == 0, output_of(updated)
+    assert marker in (project / ".gitignore").read_text()
+    assert env_value(project / ".env", "SECRET_KEY") == secret, "update must keep the secret"
+    assert not list(project.rglob("*.rej")), "the update left rejected hunks"
+    checked = cruft("check", cwd=project)
+    assert checked.returncode == 0, output_of(checked)

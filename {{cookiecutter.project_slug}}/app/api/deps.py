@@ -1,0 +1,110 @@
+"""Dependencies that turn a request into what services need: database, client, principal."""
+
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, OAuth2PasswordBearer
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import DeviceSession, User
+from app.services.auth import AuthService
+from app.services.context import ClientInfo, Context
+from app.services.errors import CsrfFailed, NotAuthenticated
+from app.services.sessions import SessionService
+from app.utils.client_ip import client_ip
+from app.utils.cookies import ACCESS_COOKIE, CSRF_COOKIE
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def get_context(request: Request) -> Context:
+    return request.app.state.context
+
+
+Ctx = Annotated[Context, Depends(get_context)]
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+Db = Annotated[AsyncSession, Depends(get_db)]
+
+
+def get_client(request: Request, ctx: Ctx) -> ClientInfo:
+    peer = request.client.host if request.client else None
+    return ClientInfo(
+        ip=client_ip(
+            peer, request.headers.get("x-forwarded-for"), ctx.settings.trusted_networks
+        ),
+        user_agent=request.headers.get("user-agent", "")[:512],
+    )
+
+
+Client = Annotated[ClientInfo, Depends(get_client)]
+
+
+def get_auth_service(db: Db, ctx: Ctx) -> AuthService:
+    return AuthService(db, ctx)
+
+
+def get_session_service(db: Db, ctx: Ctx) -> SessionService:
+    return SessionService(db, ctx)
+
+
+Auth = Annotated[AuthService, Depends(get_auth_service)]
+Sessions = Annotated[SessionService, Depends(get_session_service)]
+
+bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+cookie_scheme = APIKeyCookie(name=ACCESS_COOKIE, auto_error=False)
+
+
+def check_csrf(request: Request, ctx: Context, session_id: str) -> None:
+    """Cookie-authenticated unsafe requests must echo a token signed for this session."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise CsrfFailed("Cross-site requests are not allowed")
+    header = request.headers.get(CSRF_HEADER, "")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not header or not hmac.compare_digest(header.encode(), cookie.encode()):
+        raise CsrfFailed()
+    if not ctx.csrf.is_valid(header, session_id):
+        raise CsrfFailed()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The signed-in user and the device session their token belongs to."""
+
+    user: User
+    session: DeviceSession
+
+
+async def get_principal(
+    request: Request,
+    ctx: Ctx,
+    sessions: Sessions,
+    bearer: Annotated[str | None, Depends(bearer_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
+) -> Principal:
+    token = bearer or cookie
+    if not token:
+        raise NotAuthenticated()
+    user, session = await sessions.authenticate(token)
+    if bearer is None and request.method not in SAFE_METHODS:
+        check_csrf(request, ctx, str(session.id))
+    return Principal(user=user, session=session)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_current_user(principal: CurrentPrincipal) -> User:
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -1,0 +1,120 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Cookie, Depends, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.api.deps import Auth, Client, CurrentPrincipal, Ctx, Sessions, check_csrf
+from app.schemas.auth import (
+    Accepted,
+    CsrfToken,
+    EmailRequest,
+    LoginRequest,
+    LoginResponse,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPair,
+    VerifyEmailRequest,
+)
+from app.services import users
+from app.services.errors import NotAuthenticated, ServiceError
+from app.utils.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+ACCEPTED = "If the address can receive mail, a message is on its way."
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    detail = "Send a JSON body with Content-Type: application/json"
+
+
+def require_json(request: Request) -> None:
+    """Login CSRF: a foreign page can post a form, but not a JSON body."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMediaType()
+
+
+@router.post("/register", status_code=status.HTTP_202_ACCEPTED)
+async def register(body: RegisterRequest, auth: Auth, client: Client) -> Accepted:
+    """Same answer whether or not the address already has an account."""
+    await auth.register(body.email, body.password, client)
+    return Accepted(detail=ACCEPTED)
+
+
+@router.post("/verify-email")
+async def verify_email(body: VerifyEmailRequest, auth: Auth) -> Accepted:
+    await auth.verify_email(body.token)
+    return Accepted(detail="Email address verified")
+
+
+@router.post("/verify-email/resend", status_code=status.HTTP_202_ACCEPTED)
+async def resend_verification(body: EmailRequest, auth: Auth, client: Client) -> Accepted:
+    await auth.resend_verification(body.email, client)
+    return Accepted(detail=ACCEPTED)
+
+
+@router.post("/login", dependencies=[Depends(require_json)])
+async def login(
+    body: LoginRequest, auth: Auth, client: Client, ctx: Ctx, response: Response
+) -> LoginResponse:
+    """Browser sign-in: sets HttpOnly token cookies and returns the CSRF token."""
+    user, tokens = await auth.login(body.email, body.password, client)
+    set_auth_cookies(
+        response,
+        ctx.settings,
+        access=tokens.access_token,
+        refresh=tokens.refresh_token,
+        csrf=tokens.csrf_token,
+    )
+    return LoginResponse(
+        user=await users.to_read_model(auth.db, user), csrf_token=tokens.csrf_token
+    )
+
+
+@router.post("/token")
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: Auth, client: Client
+) -> TokenPair:
+    """OAuth2 password flow for API clients and the /docs Authorize button."""
+    _user, tokens = await auth.login(form.username, form.password, client)
+    return TokenPair(access_token=tokens.access_token, refresh_token=tokens.refresh_token)
+
+
+@router.post("/refresh", response_model=TokenPair | CsrfToken)
+async def refresh(
+    request: Request,
+    sessions: Sessions,
+    client: Client,
+    ctx: Ctx,
+    response: Response,
+    body: RefreshRequest | None = None,
+    refresh_cookie: Annotated[str | None, Cookie(alias=REFRESH_COOKIE)] = None,
+) -> TokenPair | CsrfToken:
+    """Rotate the refresh token. API clients send it in the body and get a new pair;
+    browsers send the cookie plus the X-CSRF-Token header and get new cookies."""
+    if body is not None and body.refresh_token:
+        tokens = await sessions.rotate(body.refresh_token, client)
+        return TokenPair(access_token=tokens.access_token, refresh_token=tokens.refresh_token)
+    if not refresh_cookie:
+        raise NotAuthenticated("No refresh token")
+    session_id = sessions.session_id_of(refresh_cookie)
+    check_csrf(request, ctx, str(session_id))
+    tokens = await sessions.rotate(refresh_cookie, client)
+    set_auth_cookies(
+        response,
+        ctx.settings,
+        access=tokens.access_token,
+        refresh=tokens.refresh_token,
+        csrf=tokens.csrf_token,
+    )
+    return CsrfToken(csrf_token=tokens.csrf_token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(
+    principal: CurrentPrincipal, auth: Auth, client: Client, ctx: Ctx, response: Response
+) -> None:
+    await auth.logout(principal.session, client)
+    clear_auth_cookies(response, ctx.settings)

@@ -1,0 +1,110 @@
+"""Every JWT this service issues is encoded and decoded here."""
+
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import jwt
+
+from app.core.config import Settings
+from app.core.security import derive_key
+
+TokenType = Literal["access", "refresh"]
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "sid", "jti", "typ", "iss", "aud"]
+FORBIDDEN_HEADERS = {"jwk", "jku", "x5u", "x5c", "kid"}
+
+
+class TokenError(Exception):
+    """The token is not one this service issued for this purpose, or it has expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    jti: str
+    generation: int | None
+
+
+class TokenCodec:
+    def __init__(self, settings: Settings) -> None:
+        self._key = derive_key(settings.secret_key.get_secret_value(), "jwt")
+        self._jti_key = derive_key(settings.secret_key.get_secret_value(), "refresh-jti")
+        self._algorithm = settings.jwt_algorithm
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
+
+    def access_token(self, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> str:
+        return self._encode(
+            {
+                "sub": str(user_id),
+                "sid": str(session_id),
+                "jti": uuid.uuid4().hex,
+                "typ": "access",
+                "iat": int(now.timestamp()),
+                "exp": int((now + self._access_ttl).timestamp()),
+            }
+        )
+
+    def refresh_token(
+        self,
+        user_id: uuid.UUID,
+        session_id: uuid.UUID,
+        generation: int,
+        issued_at: datetime,
+        expires_at: datetime,
+    ) -> str:
+        """Deterministic for (session, generation, issued_at).
+
+        That is what lets concurrent refreshes inside the grace window receive the very same
+        successor without the database ever holding a usable token.
+        """
+        jti = hmac.new(
+            self._jti_key, f"{session_id}:{generation}".encode(), hashlib.sha256
+        ).hexdigest()[:32]
+        return self._encode(
+            {
+                "sub": str(user_id),
+                "sid": str(session_id),
+                "gen": generation,
+                "jti": jti,
+                "typ": "refresh",
+                "iat": int(issued_at.timestamp()),
+                "exp": int(expires_at.timestamp()),
+            }
+        )
+
+    def decode(self, token: str, expected_type: TokenType) -> TokenClaims:
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") != self._algorithm or FORBIDDEN_HEADERS & header.keys():
+                raise TokenError("unexpected token header")
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": REQUIRED_CLAIMS},
+            )
+            if payload["typ"] != expected_type:
+                raise TokenError("wrong token type")
+            generation = payload.get("gen")
+            if expected_type == "refresh" and not isinstance(generation, int):
+                raise TokenError("refresh token without generation")
+            return TokenClaims(
+                user_id=uuid.UUID(payload["sub"]),
+                session_id=uuid.UUID(payload["sid"]),
+                jti=payload["jti"],
+                generation=generation,
+            )
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as exc:
+            raise TokenError(str(exc)) from exc
+
+    def _encode(self, claims: dict[str, object]) -> str:
+        claims = {**claims, "iss": self._issuer, "aud": self._audience}
+        return jwt.encode(claims, self._key, algorithm=self._algorithm)

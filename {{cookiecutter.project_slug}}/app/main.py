@@ -1,0 +1,79 @@
+"""The application factory. `app = create_app()` is what uvicorn and gunicorn serve."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from app.api.router import api_router, health_router
+from app.core.config import Settings, get_settings
+from app.core.headers import SecurityHeadersMiddleware
+from app.core.rate_limit import RateLimitExceeded
+from app.db.session import create_engine, create_sessionmaker
+from app.services.context import Context
+from app.services.errors import ServiceError
+
+logger = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = create_engine(settings)
+    context = Context.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await context.mailer.wait_idle()
+        await engine.dispose()
+
+    app = FastAPI(
+        title=settings.project_name,
+        lifespan=lifespan,
+        docs_url=None if settings.environment == "production" else "/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.context = context
+
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Content-Type", "Authorization", "X-CSRF-Token"],
+        )
+    app.add_exception_handler(ServiceError, service_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RateLimitExceeded, rate_limit_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, unhandled_error_handler)
+    app.include_router(health_router)
+    app.include_router(api_router, prefix="/api/v1")
+    return app
+
+
+async def service_error_handler(_request: Request, exc: ServiceError) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def rate_limit_handler(_request: Request, exc: RateLimitExceeded) -> JSONResponse:
+    return JSONResponse(
+        {"detail": "Too many attempts; try again later"},
+        status_code=429,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Log the failure for operators; tell the client nothing about internals."""
+    logger.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+
+
+app = create_app()

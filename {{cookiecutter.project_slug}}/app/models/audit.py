@@ -1,0 +1,36 @@
+import enum
+import uuid
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from app.models.base import created_field, id_field
+
+
+class AuditEventType(enum.StrEnum):
+    LOGIN_SUCCEEDED = "login_succeeded"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    REFRESH_REUSE_DETECTED = "refresh_reuse_detected"
+    SESSION_REVOKED = "session_revoked"
+    SESSION_FINGERPRINT_MISMATCH = "session_fingerprint_mismatch"
+    SESSION_IP_CHANGED = "session_ip_changed"
+    EMAIL_VERIFIED = "email_verified"
+    PASSWORD_CHANGED = "password_changed"
+    PASSWORD_RESET = "password_reset"
+    USER_UPDATED = "user_updated"
+    USER_DELETED = "user_deleted"
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+
+    id: uuid.UUID = id_field()
+    user_id: uuid.UUID | None = Field(
+        default=None, foreign_key="user.id", index=True, ondelete="SET NULL"
+    )
+    type: str = Field(max_length=64, index=True)
+    ip_address: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=512)
+    detail: str | None = Field(default=None, max_length=512)
+    created_at: datetime = created_field()

@@ -1,0 +1,26 @@
+import enum
+import uuid
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from app.models.base import created_field, id_field, required_timestamp_field, timestamp_field
+
+
+class TokenPurpose(enum.StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"
+
+
+class OneTimeToken(SQLModel, table=True):
+    """An emailed token. Only its hash is stored, so a database leak yields nothing usable."""
+
+    __tablename__ = "one_time_token"
+
+    id: uuid.UUID = id_field()
+    user_id: uuid.UUID = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    purpose: str = Field(max_length=32)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = created_field()
+    expires_at: datetime = required_timestamp_field()
+    used_at: datetime | None = timestamp_field()

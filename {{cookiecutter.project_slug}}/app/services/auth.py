@@ -1,0 +1,127 @@
+"""Registration, sign-in and the emailed flows, safe against account enumeration.
+
+Every public entry point answers the same way whether or not the email exists, and spends
+the same work on password hashing either way.
+"""
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.passwords import password_problem
+from app.models import AuditEventType, DeviceSession, TokenPurpose, User
+from app.models.base import utcnow
+from app.services import audit, one_time_tokens, users
+from app.services.context import ClientInfo, Context
+from app.services.errors import (
+    AccountInactive,
+    EmailNotVerified,
+    InvalidCredentials,
+    InvalidOneTimeToken,
+    PasswordRejected,
+)
+from app.services.sessions import IssuedTokens, SessionService
+from app.utils.user_agent import parse_device
+
+
+class AuthService:
+    def __init__(self, db: AsyncSession, ctx: Context) -> None:
+        self.db = db
+        self.ctx = ctx
+        self.sessions = SessionService(db, ctx)
+
+    async def register(self, email: str, password: str, client: ClientInfo) -> None:
+        await self.ctx.limiter.hit(self.ctx.limits.register_ip, client.ip_key)
+        email = users.normalize_email(email)
+        self._check_password(password, email)
+        password_hash = await self.ctx.passwords.hash(password)
+        user = await users.create_user(self.db, email, password_hash)
+        if user is None:
+            self.ctx.mailer.send_later(
+                "account_exists", email, reset_link=self.ctx.mailer.page("forgot-password")
+            )
+            return
+        await self._send_verification(user)
+
+    async def resend_verification(self, email: str, client: ClientInfo) -> None:
+        email = users.normalize_email(email)
+        await self.ctx.limiter.hit(self.ctx.limits.email_ip, client.ip_key)
+        await self.ctx.limiter.hit(self.ctx.limits.email, email)
+        user = await users.get_by_email(self.db, email)
+        if user is not None and not user.is_verified and user.is_active:
+            await self._send_verification(user)
+
+    async def verify_email(self, token: str) -> None:
+        user = await one_time_tokens.consume(self.db, token, TokenPurpose.VERIFY_EMAIL)
+        if user is None:
+            await self.db.rollback()
+            raise InvalidOneTimeToken()
+        user.is_verified = True
+        user.updated_at = utcnow()
+        self.db.add(user)
+        audit.record(self.db, AuditEventType.EMAIL_VERIFIED, None, user.id)
+        await self.db.commit()
+
+    async def login(self, email: str, password: str, client: ClientInfo) -> tuple[User, IssuedTokens]:
+        """Check the password, then open a device session.
+
+        Limits come before any hashing; an unknown email still costs one verification, so
+        response times do not reveal which addresses have accounts.
+        """
+        email = users.normalize_email(email)
+        limits = self.ctx.limits
+        await self.ctx.limiter.hit(limits.login_ip, client.ip_key)
+        await self.ctx.limiter.check(limits.login_account, email)
+
+        user = await users.get_by_email(self.db, email)
+        if user is None:
+            await self.ctx.passwords.verify_dummy(password)
+            valid = False
+        else:
+            valid = await self.ctx.passwords.verify(user.password_hash, password)
+        if user is None or not valid:
+            await self.ctx.limiter.hit(limits.login_account, email)
+            audit.record(self.db, AuditEventType.LOGIN_FAILED, client, user.id if user else None)
+            await self.db.commit()
+            raise InvalidCredentials()
+        if not user.is_active:
+            raise AccountInactive()
+        if not user.is_verified:
+            raise EmailNotVerified()
+
+        await self.ctx.limiter.reset(limits.login_account, email)
+        if self.ctx.passwords.needs_rehash(user.password_hash):
+            user.password_hash = await self.ctx.passwords.hash(password)
+        device = parse_device(client.user_agent)
+        known_device = await self.sessions.is_known_device(user.id, device.fingerprint)
+        user.last_login_at = utcnow()
+        self.db.add(user)
+        _session, tokens = await self.sessions.start(user, client)
+        audit.record(self.db, AuditEventType.LOGIN_SUCCEEDED, client, user.id)
+        await self.db.commit()
+        if not known_device:
+            self.ctx.mailer.send_later(
+                "new_device",
+                user.email,
+                device=f"{device.label} ({client.ip})" if client.ip else device.label,
+                reset_link=self.ctx.mailer.page("forgot-password"),
+            )
+        return user, tokens
+
+    async def logout(self, session: DeviceSession, client: ClientInfo) -> None:
+        self.sessions.revoke(session, "logout", client)
+        await self.db.commit()
+
+    async def _send_verification(self, user: User) -> None:
+        ttl = self.ctx.settings.verify_email_token_ttl_seconds
+        token = one_time_tokens.issue(self.db, user, TokenPurpose.VERIFY_EMAIL, ttl)
+        await self.db.commit()
+        self.ctx.mailer.send_later(
+            "verify_email",
+            user.email,
+            link=self.ctx.mailer.link("verify-email", token),
+            hours=ttl // 3600,
+        )
+
+    def _check_password(self, password: str, email: str) -> None:
+        problem = password_problem(password, email, self.ctx.settings.password_min_length)
+        if problem:
+            raise PasswordRejected(problem)

@@ -1,0 +1,46 @@
+"""The long-lived collaborators every service needs besides a database session."""
+
+from dataclasses import dataclass
+
+from app.core.config import Settings
+from app.core.rate_limit import AuthLimits, RateLimiter
+from app.core.security import CsrfTokens, PasswordHasher
+from app.core.tokens import TokenCodec
+from app.services.email import Mailer
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    settings: Settings
+    passwords: PasswordHasher
+    tokens: TokenCodec
+    csrf: CsrfTokens
+    limiter: RateLimiter
+    limits: AuthLimits
+    mailer: Mailer
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Context":
+        secret = settings.secret_key.get_secret_value()
+        return cls(
+            settings=settings,
+            passwords=PasswordHasher(settings),
+            tokens=TokenCodec(settings),
+            csrf=CsrfTokens(secret),
+            limiter=RateLimiter(settings.redis_url, enabled=settings.rate_limit_enabled),
+            limits=AuthLimits.from_settings(settings),
+            mailer=Mailer(settings),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Who is on the other end of the request, as far as we can tell."""
+
+    ip: str | None
+    user_agent: str
+
+    @property
+    def ip_key(self) -> str:
+        """Rate-limit key for the address (all unknown addresses share one bucket)."""
+        return self.ip or "unknown"

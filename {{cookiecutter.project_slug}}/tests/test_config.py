@@ -1,0 +1,35 @@
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import PLACEHOLDER_SECRET
+from tests.conftest import make_settings
+
+
+def test_short_secret_key_is_refused():
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        make_settings(secret_key="too-short")
+
+
+def test_production_refuses_the_placeholder_secret():
+    with pytest.raises(ValidationError, match="placeholder"):
+        make_settings(environment="production", secret_key=PLACEHOLDER_SECRET)
+
+
+def test_wildcard_cors_origin_is_refused():
+    with pytest.raises(ValidationError, match="explicit origins"):
+        make_settings(cors_origins=["*"])
+
+
+def test_comma_separated_lists_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1")
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example,https://b.example")
+    from app.core.config import Settings
+
+    settings = Settings(_env_file=None)
+    assert settings.trusted_proxies == ["10.0.0.0/8", "192.168.1.1"]
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+
+
+def test_secret_key_never_shows_in_repr():
+    settings = make_settings()
+    assert settings.secret_key.get_secret_value() not in repr(settings)

@@ -1,0 +1,115 @@
+import json
+
+from argon2 import PasswordHasher
+
+from tests.conftest import PASSWORD, create_user, login
+
+
+async def test_login_sets_hardened_cookies_and_returns_the_user(client, alice):
+    response = await login(client)
+    body = response.json()
+    assert body["user"]["email"] == "alice@example.com"
+    assert body["user"]["roles"] == ["user"]
+    assert body["csrf_token"]
+
+    cookies = {c.split("=", 1)[0]: c for c in response.headers.get_list("set-cookie")}
+    access, refresh, csrf = cookies["access_token"], cookies["refresh_token"], cookies["csrf_token"]
+    for cookie in (access, refresh, csrf):
+        assert "Secure" in cookie
+        assert "SameSite=lax" in cookie
+    assert "HttpOnly" in access and "Path=/;" in access
+    assert "HttpOnly" in refresh and "Path=/api/v1/auth" in refresh
+    assert "HttpOnly" not in csrf
+    assert f"csrf_token={body['csrf_token']}" in csrf
+
+
+async def test_cookie_session_reaches_users_me(signed_in):
+    response = await signed_in.get("/api/v1/users/me")
+    assert response.status_code == 200
+    me = response.json()
+    assert me["email"] == "alice@example.com"
+    assert me["is_verified"] is True
+    assert me["permissions"] == []
+
+
+async def test_wrong_password_and_unknown_email_look_the_same(client, alice):
+    wrong = await client.post(
+        "/api/v1/auth/login", json={"email": "alice@example.com", "password": "nope" * 5}
+    )
+    unknown = await client.post(
+        "/api/v1/auth/login", json={"email": "bob@example.com", "password": PASSWORD}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json() == {"detail": "Incorrect email or password"}
+
+
+async def test_unknown_email_still_runs_one_password_verification(client, app, monkeypatch):
+    """No timing oracle: counted, not timed."""
+    hasher = app.state.context.passwords._argon2
+    calls = []
+    original = hasher.verify
+    monkeypatch.setattr(hasher, "verify", lambda *a: calls.append(1) or original(*a))
+    await client.post("/api/v1/auth/login", json={"email": "ghost@example.com", "password": "x"})
+    assert len(calls) == 1
+
+
+async def test_inactive_account_is_refused_only_after_the_right_password(client, app):
+    await create_user(app, "off@example.com", is_active=False)
+    wrong = await client.post(
+        "/api/v1/auth/login", json={"email": "off@example.com", "password": "bad" * 6}
+    )
+    right = await client.post(
+        "/api/v1/auth/login", json={"email": "off@example.com", "password": PASSWORD}
+    )
+    assert wrong.status_code == 401
+    assert right.status_code == 403
+
+
+async def test_login_accepts_json_only(client, alice):
+    """Login CSRF: a foreign page can post a form or text/plain, never JSON."""
+    form = await client.post(
+        "/api/v1/auth/login", data={"email": "alice@example.com", "password": PASSWORD}
+    )
+    text = await client.post(
+        "/api/v1/auth/login",
+        content=json.dumps({"email": "alice@example.com", "password": PASSWORD}),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert form.status_code == text.status_code == 415
+    assert "application/json" in form.json()["detail"]
+
+
+async def test_email_is_normalised_for_login(client, alice):
+    response = await client.post(
+        "/api/v1/auth/login", json={"email": "  ALICE@Example.com ", "password": PASSWORD}
+    )
+    assert response.status_code == 200
+
+
+async def test_token_endpoint_serves_api_clients_with_bearer_tokens(client, alice):
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": "alice@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 200
+    tokens = response.json()
+    assert tokens["token_type"] == "bearer"
+    assert "set-cookie" not in response.headers
+    client.cookies.clear()
+    me = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert me.status_code == 200
+
+
+async def test_users_me_needs_authentication(client):
+    response = await client.get("/api/v1/users/me")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Not authenticated"}
+
+
+async def test_login_rehashes_when_argon2_parameters_change(app, client, alice, db):
+    # As if ARGON2_TIME_COST changed between deployments.
+    app.state.context.passwords._argon2 = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1)
+    await login(client)
+    await db.refresh(alice)
+    assert "t=2" in alice.password_hash

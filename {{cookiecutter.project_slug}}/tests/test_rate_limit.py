@@ -1,0 +1,83 @@
+"""Login limits per IP and per account, checked before any password hashing."""
+
+import pytest
+
+from tests.conftest import PASSWORD, login, make_settings
+
+
+async def attempt(client, email="alice@example.com", password="wrong password here"):
+    return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+class TestPerAccount:
+    @pytest.fixture
+    def settings(self):
+        return make_settings(rate_limit_login_account="3 per 15 minutes")
+
+    async def test_failures_lock_the_account_with_retry_after(self, client, alice):
+        for _ in range(3):
+            assert (await attempt(client)).status_code == 401
+        limited = await attempt(client, password=PASSWORD)
+        assert limited.status_code == 429
+        assert 0 < int(limited.headers["retry-after"]) <= 15 * 60
+
+    async def test_identifiers_are_normalised(self, client, alice):
+        for email in ("alice@example.com", "ALICE@example.com", " Alice@Example.com"):
+            await attempt(client, email=email)
+        assert (await attempt(client)).status_code == 429
+
+    async def test_success_resets_the_failure_count(self, client, alice):
+        for _ in range(2):
+            await attempt(client)
+        await login(client)
+        for _ in range(2):
+            assert (await attempt(client)).status_code == 401
+
+    async def test_limited_requests_skip_password_hashing(self, client, alice, app, monkeypatch):
+        for _ in range(3):
+            await attempt(client)
+        hasher = app.state.context.passwords._argon2
+        calls = []
+        original = hasher.verify
+        monkeypatch.setattr(hasher, "verify", lambda *a: calls.append(1) or original(*a))
+        assert (await attempt(client)).status_code == 429
+        assert calls == []
+
+
+class TestPerIp:
+    @pytest.fixture
+    def settings(self):
+        return make_settings(rate_limit_login_ip="4/minute")
+
+    async def test_one_address_is_limited_across_accounts(self, client):
+        for n in range(4):
+            assert (await attempt(client, email=f"user{n}@example.com")).status_code == 401
+        assert (await attempt(client, email="other@example.com")).status_code == 429
+
+    async def test_forwarded_for_is_ignored_from_untrusted_peers(self, client):
+        for n in range(4):
+            await attempt(client, email=f"user{n}@example.com")
+        spoofed = await client.post(
+            "/api/v1/auth/login",
+            json={"email": "x@example.com", "password": PASSWORD},
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        )
+        assert spoofed.status_code == 429
+
+
+class TestBehindTrustedProxy:
+    @pytest.fixture
+    def settings(self):
+        # httpx's ASGI transport reports the peer as 127.0.0.1
+        return make_settings(rate_limit_login_ip="2/minute", trusted_proxies=["127.0.0.1/32"])
+
+    async def test_each_forwarded_client_has_its_own_counter(self, client):
+        async def from_ip(ip):
+            return await client.post(
+                "/api/v1/auth/login",
+                json={"email": "x@example.com", "password": PASSWORD},
+                headers={"X-Forwarded-For": ip},
+            )
+
+        assert [(await from_ip("203.0.113.1")).status_code for _ in range(3)] == [401, 401, 429]
+        assert (await from_ip("203.0.113.2")).status_code == 401

@@ -1,0 +1,1 @@
+"""Rate limiting against a real Redis (redis variant only)."""

@@ -1,0 +1,112 @@
+"""JWT rules: pinned algorithm, required claims, typ/aud/iss checked, no PII."""
+
+import base64
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+
+from app.core.security import derive_key
+from tests.conftest import PASSWORD
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+@pytest.fixture
+async def bearer(client, alice):
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": "alice@example.com", "password": PASSWORD}
+    )
+    client.cookies.clear()
+    return response.json()
+
+
+@pytest.fixture
+def forge(settings):
+    """Sign claims with the service's real key, to prove each rule is checked on its own."""
+    key = derive_key(settings.secret_key.get_secret_value(), "jwt")
+
+    def _forge(claims: dict, algorithm: str = "HS256", headers: dict | None = None) -> str:
+        return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+    return _forge
+
+
+def valid_claims(access: str) -> dict:
+    return jwt.decode(access, options={"verify_signature": False})
+
+
+async def me(client, token):
+    return await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+
+
+async def test_access_token_claims_carry_no_personal_data(bearer, settings):
+    claims = valid_claims(bearer["access_token"])
+    assert set(claims) == {"sub", "sid", "jti", "typ", "iat", "exp", "iss", "aud"}
+    assert claims["typ"] == "access"
+    assert claims["iss"] == settings.jwt_issuer and claims["aud"] == settings.jwt_audience
+    assert "alice" not in json.dumps(claims)
+    assert claims["exp"] - claims["iat"] == settings.access_token_ttl_seconds
+
+
+async def test_a_correctly_forged_token_is_accepted(client, bearer, forge):
+    """Control case: the forge helper signs exactly like the service."""
+    assert (await me(client, forge(valid_claims(bearer["access_token"])))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda c: {**c, "typ": "refresh"}, id="wrong-typ"),
+        pytest.param(lambda c: {**c, "aud": "someone-else"}, id="wrong-aud"),
+        pytest.param(lambda c: {**c, "iss": "someone-else"}, id="wrong-iss"),
+        pytest.param(lambda c: {**c, "exp": int(time.time()) - 60}, id="expired"),
+        pytest.param(lambda c: {k: v for k, v in c.items() if k != "exp"}, id="no-exp"),
+        pytest.param(lambda c: {k: v for k, v in c.items() if k != "iat"}, id="no-iat"),
+        pytest.param(lambda c: {k: v for k, v in c.items() if k != "sub"}, id="no-sub"),
+        pytest.param(lambda c: {**c, "sub": str(uuid.uuid4())}, id="other-user"),
+        pytest.param(lambda c: {**c, "sid": str(uuid.uuid4())}, id="unknown-session"),
+    ],
+)
+async def test_forged_claims_are_refused(client, bearer, forge, mutate):
+    token = forge(mutate(valid_claims(bearer["access_token"])))
+    response = await me(client, token)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_other_algorithms_are_refused(client, bearer, forge):
+    claims = valid_claims(bearer["access_token"])
+    assert (await me(client, forge(claims, algorithm="HS512"))).status_code == 401
+
+
+async def test_alg_none_is_refused(client, bearer):
+    claims = valid_claims(bearer["access_token"])
+    token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
+    assert (await me(client, token)).status_code == 401
+
+
+async def test_embedded_jwk_header_is_refused(client, bearer, forge):
+    claims = valid_claims(bearer["access_token"])
+    token = forge(claims, headers={"jwk": {"kty": "oct", "k": "AAAA"}})
+    assert (await me(client, token)).status_code == 401
+
+
+async def test_tampered_payload_is_refused(client, bearer):
+    header, payload, signature = bearer["access_token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["sub"] = str(uuid.uuid4())
+    assert (await me(client, f"{header}.{b64(claims)}.{signature}")).status_code == 401
+
+
+async def test_garbage_token_is_a_401_not_a_500(client):
+    for token in ("", "abc", "a.b.c", "ey.ey.ey"):
+        assert (await me(client, token)).status_code == 401
+
+
+async def test_refresh_token_cannot_be_used_as_access_token(client, bearer):
+    assert (await me(client, bearer["refresh_token"])).status_code == 401
