@@ -129,11 +129,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-PYTEST_SUMMARY = re.compile(r"^=+ (?P<body>.*\bin [\d.]+s.*) =+$", re.MULTILINE)
+PYTEST_SUMMARY = re.compile(
+    r"^=*\s*(\d+ (?:passed|failed|skipped|errors?|xfailed|xpassed|warnings?|deselected)\b"
+    r".*\bin [\d.]+s\b.*?)\s*=*$",
+    re.MULTILINE,
+)
 
 
 def pytest_summary(output: str) -> str:
-    """The closing `=== N passed, M skipped in 3.2s ===` line of a pytest run."""
+    """The closing `N passed, M skipped in 3.2s` line of a pytest run (with or without -q)."""
     matches = PYTEST_SUMMARY.findall(output)
     return matches[-1] if matches else ""
 

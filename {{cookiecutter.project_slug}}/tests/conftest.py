@@ -151,6 +151,19 @@ async def find_user(db: AsyncSession, email: str) -> User | None:
     return (await db.exec(select(User).where(User.email == email))).first()
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> list[tuple]:
+    """Record each call of `owner.name` (still calling through) and return the record."""
+    calls: list[tuple] = []
+    original = getattr(owner, name)
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
 @pytest.fixture
 async def alice(app: FastAPI) -> User:
     return await create_user(app)

@@ -16,7 +16,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd hook name)
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -44,15 +44,20 @@ async def test_verification_email_goes_through_smtp(smtp_server):
     mailer = Mailer(settings)
     assert isinstance(mailer.backend, SmtpBackend)
 
-    mailer.send_later("verify_email", "alice@example.com", link=mailer.link("verify-email", "T0K"), hours=48)
+    mailer.send_later(
+        "verify_email", "alice@example.com", link=mailer.link("verify-email", "T0K"), hours=48
+    )
     await mailer.wait_idle()
 
     [message] = inbox.messages
     assert message["To"] == "alice@example.com"
     assert message["From"] == "auth@x.io"
     assert message["Subject"] == "Confirm your email address"
-    parts = {part.get_content_type(): part.get_payload(decode=True).decode() for part in message.walk()
-             if not part.is_multipart()}
+    parts = {
+        part.get_content_type(): part.get_payload(decode=True).decode()
+        for part in message.walk()
+        if not part.is_multipart()
+    }
     assert "https://frontend.example/verify-email?token=T0K" in parts["text/plain"]
     assert 'href="https://frontend.example/verify-email?token=T0K"' in parts["text/html"]
 
@@ -60,7 +65,9 @@ async def test_verification_email_goes_through_smtp(smtp_server):
 async def test_smtp_failure_is_logged_not_raised(caplog):
     settings = make_settings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_tls=False)
     mailer = Mailer(settings)
-    mailer.send_later("verify_email", "alice@example.com", link="https://x/verify-email?token=SECRET", hours=1)
+    mailer.send_later(
+        "verify_email", "alice@example.com", link="https://x/verify-email?token=SECRET", hours=1
+    )
     await mailer.wait_idle()
     assert "Could not send" in caplog.text
     assert "SECRET" not in caplog.text

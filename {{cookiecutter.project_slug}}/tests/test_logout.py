@@ -11,7 +11,9 @@ async def test_logout_revokes_the_session_at_once(signed_in):
 
     # The access token has not expired, but its session has: refused on the next request.
     signed_in.cookies.clear()
-    response = await signed_in.get("/api/v1/users/me", headers={"Authorization": f"Bearer {access}"})
+    response = await signed_in.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {access}"}
+    )
     assert response.status_code == 401
 
 
@@ -37,9 +39,7 @@ async def test_csrf_token_of_another_session_is_refused(client, alice):
 
 
 async def test_cross_site_requests_are_refused(signed_in):
-    response = await signed_in.post(
-        "/api/v1/auth/logout", headers={"Sec-Fetch-Site": "cross-site"}
-    )
+    response = await signed_in.post("/api/v1/auth/logout", headers={"Sec-Fetch-Site": "cross-site"})
     assert response.status_code == 403
 
 

@@ -1,1 +1,73 @@
-"""Rate limiting against a real Redis (redis variant only)."""
+"""Rate limiting against a real Redis, shared by every worker, with a memory fallback."""
+
+import socket
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from redis.asyncio import Redis
+
+from app.main import create_app
+from tests.conftest import PASSWORD, TEST_REDIS_URL, make_settings
+
+pytestmark = pytest.mark.skipif(
+    not TEST_REDIS_URL, reason="set TEST_REDIS_URL=redis://host:port/db to test against Redis"
+)
+LOGIN = {"email": "x@example.com", "password": PASSWORD}
+
+
+@pytest.fixture(autouse=True)
+async def empty_redis():
+    redis = Redis.from_url(TEST_REDIS_URL)
+    await redis.flushdb()
+    yield
+    await redis.flushdb()
+    await redis.aclose()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def client_for(app) -> AsyncClient:
+    return AsyncClient(transport=ASGITransport(app=app), base_url="https://testserver")
+
+
+class TestSharedRedis:
+    @pytest.fixture
+    def settings(self):
+        return make_settings(redis_url=TEST_REDIS_URL, rate_limit_login_ip="4/minute")
+
+    async def test_two_workers_enforce_one_global_limit(self, app, settings):
+        other_worker = create_app(settings)
+        async with client_for(app) as first, client_for(other_worker) as second:
+            codes = []
+            for http in (first, second, first, second, first, second):
+                codes.append((await http.post("/api/v1/auth/login", json=LOGIN)).status_code)
+        assert codes == [401, 401, 401, 401, 429, 429]
+
+    async def test_ready_reports_redis(self, client):
+        response = await client.get("/health/ready")
+        assert response.status_code == 200
+        assert response.json()["redis"] == "ok"
+
+
+class TestRedisDown:
+    @pytest.fixture
+    def settings(self):
+        return make_settings(
+            redis_url=f"redis://127.0.0.1:{closed_port()}/0", rate_limit_login_ip="2/minute"
+        )
+
+    async def test_limits_fall_back_to_memory_without_errors(self, client, caplog):
+        codes = [
+            (await client.post("/api/v1/auth/login", json=LOGIN)).status_code for _ in range(3)
+        ]
+        assert codes == [401, 401, 429]
+        assert "counting in memory" in caplog.text
+
+    async def test_ready_stays_up_and_says_why(self, client):
+        response = await client.get("/health/ready")
+        assert response.status_code == 200
+        assert response.json()["redis"].startswith("unavailable")

@@ -44,7 +44,9 @@ async def test_verification_token_works_once(client, outbox, app):
     await register(client)
     await app.state.context.mailer.wait_idle()
     token = token_from(outbox[0])
-    assert (await client.post("/api/v1/auth/verify-email", json={"token": token})).status_code == 200
+    assert (
+        await client.post("/api/v1/auth/verify-email", json={"token": token})
+    ).status_code == 200
     again = await client.post("/api/v1/auth/verify-email", json={"token": token})
     assert again.status_code == 400
     assert "invalid or has expired" in again.json()["detail"]
@@ -64,9 +66,7 @@ async def test_verification_token_is_stored_only_as_a_hash(client, outbox, app, 
     assert len(token) >= 43  # 32 random bytes: 256 bits of entropy
 
 
-async def test_register_existing_email_answers_the_same_and_notifies_the_owner(
-    client, outbox, app
-):
+async def test_register_existing_email_answers_the_same_and_notifies_the_owner(client, outbox, app):
     await create_user(app, "taken@example.com")
     fresh = await register(client, "fresh@example.com")
     taken = await register(client, "TAKEN@example.com")

@@ -39,9 +39,7 @@ Db = Annotated[AsyncSession, Depends(get_db)]
 def get_client(request: Request, ctx: Ctx) -> ClientInfo:
     peer = request.client.host if request.client else None
     return ClientInfo(
-        ip=client_ip(
-            peer, request.headers.get("x-forwarded-for"), ctx.settings.trusted_networks
-        ),
+        ip=client_ip(peer, request.headers.get("x-forwarded-for"), ctx.settings.trusted_networks),
         user_agent=request.headers.get("user-agent", "")[:512],
     )
 

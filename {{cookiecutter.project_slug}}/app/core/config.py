@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PLACEHOLDER_SECRET = "replace-with-a-random-secret-of-at-least-32-bytes"
+PLACEHOLDER_SECRET = "replace-with-a-random-secret-of-at-least-32-bytes"  # noqa: S105
 
 CommaSeparated = Annotated[list[str], NoDecode]
 

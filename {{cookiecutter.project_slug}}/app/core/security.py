@@ -15,8 +15,8 @@ from app.core.config import Settings
 
 
 def derive_key(secret: str, purpose: str) -> bytes:
-    """One key per purpose, so a token minted for one use never verifies for another."""
-    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
+    """One 64-byte key per purpose, so a token minted for one use never verifies for another."""
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha512).digest()
 
 
 def sha256_hex(value: str) -> str:

@@ -60,7 +60,9 @@ class AuthService:
         audit.record(self.db, AuditEventType.EMAIL_VERIFIED, None, user.id)
         await self.db.commit()
 
-    async def login(self, email: str, password: str, client: ClientInfo) -> tuple[User, IssuedTokens]:
+    async def login(
+        self, email: str, password: str, client: ClientInfo
+    ) -> tuple[User, IssuedTokens]:
         """Check the password, then open a device session.
 
         Limits come before any hashing; an unknown email still costs one verification, so

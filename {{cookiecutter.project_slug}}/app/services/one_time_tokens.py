@@ -4,7 +4,7 @@ import secrets
 import uuid
 from datetime import timedelta
 
-from sqlmodel import col, select, update
+from sqlmodel import col, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.security import sha256_hex

@@ -38,7 +38,9 @@ async def create_user(
     return user
 
 
-async def roles_and_permissions(db: AsyncSession, user_id: uuid.UUID) -> tuple[list[str], list[str]]:
+async def roles_and_permissions(
+    db: AsyncSession, user_id: uuid.UUID
+) -> tuple[list[str], list[str]]:
     rows = await db.exec(
         select(Role.name, Permission.name)
         .join(UserRole, col(UserRole.role_id) == Role.id)

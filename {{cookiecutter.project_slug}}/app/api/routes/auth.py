@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Cookie, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import Auth, Client, CurrentPrincipal, Ctx, Sessions, check_csrf
+from app.api.deps import Auth, Client, Ctx, CurrentPrincipal, Sessions, check_csrf
 from app.schemas.auth import (
     Accepted,
     CsrfToken,
