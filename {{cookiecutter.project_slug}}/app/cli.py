@@ -1,0 +1,113 @@
+"""Operator commands: `python -m app.cli --help`."""
+
+import asyncio
+import getpass
+import os
+from collections.abc import Awaitable, Callable
+
+import typer
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.config import get_settings
+from app.core.passwords import password_problem
+from app.core.security import PasswordHasher
+from app.db.session import create_engine, create_sessionmaker
+from app.models import DeviceSession, Role, User, UserRole
+from app.models.base import utcnow
+from app.services import users
+
+cli = typer.Typer(help="Administration commands.", no_args_is_help=True)
+
+
+def run(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    async def main() -> None:
+        engine = create_engine(get_settings())
+        try:
+            async with create_sessionmaker(engine)() as db:
+                await work(db)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def read_password(email: str) -> str:
+    """ADMIN_PASSWORD when set (automation); otherwise ask twice without echo."""
+    password = os.environ.get("ADMIN_PASSWORD")
+    if password is None:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise typer.BadParameter("the passwords do not match")
+    problem = password_problem(password, email, get_settings().password_min_length)
+    if problem:
+        raise typer.BadParameter(problem)
+    return password
+
+
+@cli.command("create-admin")
+def create_admin(email: str) -> None:
+    """Create an active, verified user with the admin role (or promote an existing one)."""
+    email = users.normalize_email(email)
+    password = read_password(email)
+    password_hash = PasswordHasher(get_settings()).hash_sync(password)
+
+    async def work(db: AsyncSession) -> None:
+        user = await users.get_by_email(db, email)
+        if user is None:
+            user = await users.create_user(db, email, password_hash, is_verified=True)
+        else:
+            await users.set_password(db, user, password_hash)
+            user.is_active = user.is_verified = True
+        if user is None:
+            raise typer.BadParameter(f"{email} was registered meanwhile; run the command again")
+        admin = (await db.exec(select(Role).where(Role.name == "admin"))).one()
+        if await db.get(UserRole, (user.id, admin.id)) is None:
+            db.add(UserRole(user_id=user.id, role_id=admin.id))
+        db.add(user)
+        await db.commit()
+        typer.echo(f"Admin ready: {email}")
+
+    run(work)
+
+
+@cli.command("list-users")
+def list_users() -> None:
+    """Print every user with their state."""
+
+    async def work(db: AsyncSession) -> None:
+        for user in (await db.exec(select(User).order_by(col(User.created_at)))).all():
+            roles, _ = await users.roles_and_permissions(db, user.id)
+            state = "active" if user.is_active else "disabled"
+            verified = "verified" if user.is_verified else "unverified"
+            typer.echo(f"{user.email}\t{state}\t{verified}\t{','.join(roles)}")
+
+    run(work)
+
+
+@cli.command("revoke-sessions")
+def revoke_sessions(email: str) -> None:
+    """Sign a user out everywhere."""
+
+    async def work(db: AsyncSession) -> None:
+        user = await users.get_by_email(db, email)
+        if user is None:
+            raise typer.BadParameter(f"no user with email {email}")
+        sessions = await db.exec(
+            select(DeviceSession).where(
+                DeviceSession.user_id == user.id, col(DeviceSession.revoked_at).is_(None)
+            )
+        )
+        count = 0
+        for session in sessions.all():
+            session.revoked_at, session.revoked_reason = utcnow(), "revoked_by_operator"
+            db.add(session)
+            count += 1
+        await db.commit()
+        typer.echo(f"Revoked {count} session(s) of {user.email}")
+
+    run(work)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,53 @@
+"""The operator CLI, run as a real subprocess against the test database."""
+
+import os
+import subprocess
+import sys
+
+from sqlmodel import select
+
+from app.models import DeviceSession
+from app.services.users import roles_and_permissions
+from tests.conftest import PASSWORD, PROJECT, TEST_SETTINGS, find_user, login
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "DATABASE_URL": TEST_SETTINGS["database_url"], **env}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=PROJECT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_create_admin_makes_an_active_verified_admin(app, client, db):
+    result = cli("create-admin", "Root@Example.com", ADMIN_PASSWORD=PASSWORD)
+    assert result.returncode == 0, result.stderr
+    user = await find_user(db, "root@example.com")
+    assert user is not None and user.is_active and user.is_verified
+    roles, permissions = await roles_and_permissions(db, user.id)
+    assert "admin" in roles and "users:write" in permissions
+    await login(client, "root@example.com")
+
+
+async def test_create_admin_refuses_a_weak_password(db):
+    result = cli("create-admin", "root@example.com", ADMIN_PASSWORD="short")
+    assert result.returncode != 0
+    assert "at least 15 characters" in result.stderr
+    assert await find_user(db, "root@example.com") is None
+
+
+async def test_list_users_and_revoke_sessions(signed_in, db):
+    listing = cli("list-users")
+    assert "alice@example.com\tactive\tverified\tuser" in listing.stdout
+
+    result = cli("revoke-sessions", "alice@example.com")
+    assert result.returncode == 0, result.stderr
+    assert "Revoked 1 session" in result.stdout
+    sessions = (await db.exec(select(DeviceSession))).all()
+    assert all(s.revoked_at is not None for s in sessions)
+    assert (await signed_in.get("/api/v1/users/me")).status_code == 401
