@@ -1,4 +1,5 @@
 import json
+import threading
 
 from argon2 import PasswordHasher
 
@@ -114,3 +115,17 @@ async def test_login_rehashes_when_argon2_parameters_change(app, client, alice, 
     user = await db.get(User, alice.id)
     assert user is not None
     assert "t=2" in user.password_hash
+
+
+async def test_password_hashing_runs_off_the_event_loop(client, alice, monkeypatch):
+    loop_thread = threading.get_ident()
+    threads = []
+    original = PasswordHasher.verify
+
+    def recording(*args):
+        threads.append(threading.get_ident())
+        return original(*args)
+
+    monkeypatch.setattr(PasswordHasher, "verify", recording)
+    await login(client)
+    assert threads and loop_thread not in threads
