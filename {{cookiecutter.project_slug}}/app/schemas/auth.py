@@ -1,3 +1,6 @@
+import uuid
+from datetime import datetime
+
 from pydantic import BaseModel, EmailStr, Field
 
 from app.schemas.user import UserRead
@@ -43,6 +46,25 @@ class VerifyEmailRequest(BaseModel):
 
 class EmailRequest(BaseModel):
     email: EmailStr
+
+
+class ResetPasswordRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=256)
+    new_password: str = Password
+
+
+class ChangePasswordRequest(BaseModel):
+    current_password: str = Password
+    new_password: str = Password
+
+
+class SessionRead(BaseModel):
+    id: uuid.UUID
+    device: str
+    ip_address: str | None
+    created_at: datetime
+    last_seen_at: datetime
+    current: bool
 
 
 class Accepted(BaseModel):

@@ -4,6 +4,8 @@ Every public entry point answers the same way whether or not the email exists, a
 the same work on password hashing either way.
 """
 
+import uuid
+
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.passwords import password_problem
@@ -17,6 +19,7 @@ from app.services.errors import (
     InvalidCredentials,
     InvalidOneTimeToken,
     PasswordRejected,
+    WrongPassword,
 )
 from app.services.sessions import IssuedTokens, SessionService
 from app.utils.user_agent import parse_device
@@ -111,6 +114,80 @@ class AuthService:
     async def logout(self, session: DeviceSession, client: ClientInfo) -> None:
         self.sessions.revoke(session, "logout", client)
         await self.db.commit()
+
+    async def logout_everywhere(self, user: User, client: ClientInfo) -> None:
+        await self.sessions.revoke_all(user.id, "logout_all", client)
+        await self.db.commit()
+
+    async def forgot_password(self, email: str, client: ClientInfo) -> None:
+        """Email a reset link when the account exists; the caller always answers 202."""
+        email = users.normalize_email(email)
+        await self.ctx.limiter.hit(self.ctx.limits.email_ip, client.ip_key)
+        await self.ctx.limiter.hit(self.ctx.limits.email, email)
+        user = await users.get_by_email(self.db, email)
+        if user is None or not user.is_active:
+            return
+        ttl = self.ctx.settings.reset_password_token_ttl_seconds
+        token = one_time_tokens.issue(self.db, user, TokenPurpose.RESET_PASSWORD, ttl)
+        await self.db.commit()
+        self.ctx.mailer.send_later(
+            "reset_password",
+            user.email,
+            link=self.ctx.mailer.link("reset-password", token),
+            minutes=ttl // 60,
+        )
+
+    async def reset_password(self, token: str, new_password: str, client: ClientInfo) -> None:
+        """Set a new password from an emailed token. No automatic sign-in: every session ends.
+
+        Works while sign-in is rate limited for the account, and clears that limit.
+        """
+        user = await one_time_tokens.consume(self.db, token, TokenPurpose.RESET_PASSWORD)
+        if user is None or not user.is_active:
+            await self.db.rollback()
+            raise InvalidOneTimeToken()
+        problem = password_problem(new_password, user.email, self.ctx.settings.password_min_length)
+        if problem:
+            await self.db.rollback()  # the token stays usable for a better password
+            raise PasswordRejected(problem)
+        await self._replace_password(user, new_password, client, keep=None)
+        audit.record(self.db, AuditEventType.PASSWORD_RESET, client, user.id)
+        await self.db.commit()
+        await self.ctx.limiter.reset(self.ctx.limits.login_account, user.email)
+        self._send_password_notice(user)
+
+    async def change_password(
+        self,
+        user: User,
+        session: DeviceSession,
+        current_password: str,
+        new_password: str,
+        client: ClientInfo,
+    ) -> None:
+        """Needs the current password; keeps this session, ends every other one."""
+        limit = self.ctx.limits.login_account
+        await self.ctx.limiter.check(limit, user.email)
+        if not await self.ctx.passwords.verify(user.password_hash, current_password):
+            await self.ctx.limiter.hit(limit, user.email)
+            raise WrongPassword()
+        self._check_password(new_password, user.email)
+        await self._replace_password(user, new_password, client, keep=session.id)
+        audit.record(self.db, AuditEventType.PASSWORD_CHANGED, client, user.id)
+        await self.db.commit()
+        self._send_password_notice(user)
+
+    async def _replace_password(
+        self, user: User, new_password: str, client: ClientInfo, keep: uuid.UUID | None
+    ) -> None:
+        """New hash; outstanding emailed tokens and other sessions die with the old password."""
+        await users.set_password(self.db, user, await self.ctx.passwords.hash(new_password))
+        await one_time_tokens.revoke_all(self.db, user.id)
+        await self.sessions.revoke_all(user.id, "password_changed", client, keep=keep)
+
+    def _send_password_notice(self, user: User) -> None:
+        self.ctx.mailer.send_later(
+            "password_changed", user.email, reset_link=self.ctx.mailer.page("forgot-password")
+        )
 
     async def _send_verification(self, user: User) -> None:
         ttl = self.ctx.settings.verify_email_token_ttl_seconds

@@ -61,3 +61,8 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     status_code = 409
     detail = "Conflict"
+
+
+class WrongPassword(ServiceError):
+    status_code = 400
+    detail = "Current password is incorrect"

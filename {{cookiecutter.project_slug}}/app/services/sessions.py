@@ -163,12 +163,53 @@ class SessionService:
                 self.db, AuditEventType.SESSION_REVOKED, client, session.user_id, detail=reason
             )
 
-    async def revoke_by_id(self, session_id: uuid.UUID, reason: str, client: ClientInfo) -> None:
+    async def list_active(self, user_id: uuid.UUID) -> list[DeviceSession]:
+        result = await self.db.exec(
+            select(DeviceSession)
+            .where(
+                DeviceSession.user_id == user_id,
+                col(DeviceSession.revoked_at).is_(None),
+                DeviceSession.expires_at > utcnow(),
+            )
+            .order_by(col(DeviceSession.last_seen_at).desc())
+        )
+        return list(result.all())
+
+    async def revoke_own(
+        self, user_id: uuid.UUID, session_id: uuid.UUID, client: ClientInfo
+    ) -> None:
+        """Another user's session id answers exactly like an unknown one: 404."""
         session = await self.db.get(DeviceSession, session_id)
-        if session is None:
+        if session is None or session.user_id != user_id or session.revoked_at is not None:
             raise NotFound("Session not found")
-        self.revoke(session, reason, client)
+        self.revoke(session, "revoked_by_user", client)
         await self.db.commit()
+
+    async def revoke_all(
+        self,
+        user_id: uuid.UUID,
+        reason: str,
+        client: ClientInfo | None,
+        keep: uuid.UUID | None = None,
+    ) -> int:
+        """Revoke every live session of a user except `keep`. The caller commits."""
+        conditions = [DeviceSession.user_id == user_id, col(DeviceSession.revoked_at).is_(None)]
+        if keep is not None:
+            conditions.append(DeviceSession.id != keep)
+        result = await self.db.exec(
+            update(DeviceSession)
+            .where(*conditions)
+            .values(revoked_at=utcnow(), revoked_reason=reason)
+        )
+        if result.rowcount:
+            audit.record(
+                self.db,
+                AuditEventType.SESSION_REVOKED,
+                client,
+                user_id,
+                detail=f"{result.rowcount} session(s): {reason}",
+            )
+        return result.rowcount
 
     def _issue(
         self, session: DeviceSession, user_id: uuid.UUID, refresh: str, now: datetime

@@ -1,3 +1,4 @@
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Cookie, Depends, Request, Response, status
@@ -6,12 +7,15 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.api.deps import Auth, Client, Ctx, CurrentPrincipal, Sessions, check_csrf
 from app.schemas.auth import (
     Accepted,
+    ChangePasswordRequest,
     CsrfToken,
     EmailRequest,
     LoginRequest,
     LoginResponse,
     RefreshRequest,
     RegisterRequest,
+    ResetPasswordRequest,
+    SessionRead,
     TokenPair,
     VerifyEmailRequest,
 )
@@ -118,3 +122,59 @@ async def logout(
 ) -> None:
     await auth.logout(principal.session, client)
     clear_auth_cookies(response, ctx.settings)
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+async def logout_all(
+    principal: CurrentPrincipal, auth: Auth, client: Client, ctx: Ctx, response: Response
+) -> None:
+    """Sign out on every device, this one included."""
+    await auth.logout_everywhere(principal.user, client)
+    clear_auth_cookies(response, ctx.settings)
+
+
+@router.get("/sessions")
+async def list_sessions(principal: CurrentPrincipal, sessions: Sessions) -> list[SessionRead]:
+    """Where the account is signed in. `current` marks the session making this request."""
+    return [
+        SessionRead(
+            id=session.id,
+            device=session.device_label,
+            ip_address=session.last_ip_address,
+            created_at=session.created_at,
+            last_seen_at=session.last_seen_at,
+            current=session.id == principal.session.id,
+        )
+        for session in await sessions.list_active(principal.user.id)
+    ]
+
+
+@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_session(
+    session_id: uuid.UUID, principal: CurrentPrincipal, sessions: Sessions, client: Client
+) -> None:
+    await sessions.revoke_own(principal.user.id, session_id, client)
+
+
+@router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED)
+async def forgot_password(body: EmailRequest, auth: Auth, client: Client) -> Accepted:
+    """Same answer whether or not the address has an account."""
+    await auth.forgot_password(body.email, client)
+    return Accepted(detail=ACCEPTED)
+
+
+@router.post("/password/reset")
+async def reset_password(body: ResetPasswordRequest, auth: Auth, client: Client) -> Accepted:
+    """Sets the new password and signs the account out everywhere; sign in again after."""
+    await auth.reset_password(body.token, body.new_password, client)
+    return Accepted(detail="Password changed; sign in with the new password")
+
+
+@router.post("/password/change", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(
+    body: ChangePasswordRequest, principal: CurrentPrincipal, auth: Auth, client: Client
+) -> None:
+    """Keeps this session and signs out every other one."""
+    await auth.change_password(
+        principal.user, principal.session, body.current_password, body.new_password, client
+    )

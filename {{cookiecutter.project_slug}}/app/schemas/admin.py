@@ -1,0 +1,71 @@
+"""Request and response bodies of the admin API."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.user import UserRead
+
+RoleName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9_.:-]*$",
+        description="Lower-case letters, digits and _ . : -",
+    ),
+]
+PermissionName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class UserPage(BaseModel):
+    items: list[UserRead]
+    total: int
+    offset: int
+    limit: int
+
+
+class UserUpdate(BaseModel):
+    """Fields left out stay as they are. `roles` replaces the user's roles."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    is_active: bool | None = None
+    is_verified: bool | None = None
+    roles: list[RoleName] | None = Field(default=None, max_length=64)
+
+
+class SessionInfo(BaseModel):
+    id: uuid.UUID
+    device_label: str
+    ip_address: str | None
+    last_ip_address: str | None
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+class RoleRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    permissions: list[str]
+
+
+class RoleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: RoleName
+    description: str = Field(default="", max_length=255)
+    permissions: list[PermissionName] = Field(default_factory=list, max_length=256)
+
+
+class RoleUpdate(BaseModel):
+    """Fields left out stay as they are. `permissions` replaces the role's permissions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=255)
+    permissions: list[PermissionName] | None = Field(default=None, max_length=256)
