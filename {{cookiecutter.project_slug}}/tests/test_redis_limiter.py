@@ -1,6 +1,10 @@
 """Rate limiting against a real Redis, shared by every worker, with a memory fallback."""
 
+import asyncio
+import shutil
 import socket
+import subprocess
+import time
 
 import pytest
 from httpx import ASGITransport, AsyncClient
@@ -71,3 +75,58 @@ class TestRedisDown:
         response = await client.get("/health/ready")
         assert response.status_code == 200
         assert response.json()["redis"].startswith("unavailable")
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server this test can stop and start again (Redis outage drills)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed; the outage drill needs its own server")
+    port = closed_port()
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp_path],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return process
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    server = {"process": start()}
+
+    def stop() -> None:
+        server["process"].terminate()
+        server["process"].wait(timeout=10)
+
+    def restart() -> None:
+        server["process"] = start()
+
+    yield f"redis://127.0.0.1:{port}/0", stop, restart
+    stop()
+
+
+async def test_redis_outage_and_recovery(own_redis, monkeypatch):
+    monkeypatch.setattr("app.core.rate_limit.REDIS_RETRY_SECONDS", 0.2)
+    url, stop, restart = own_redis
+    app = create_app(make_settings(redis_url=url, rate_limit_login_ip="3/minute"))
+    async with client_for(app) as http:
+
+        async def attempt() -> int:
+            return (await http.post("/api/v1/auth/login", json=LOGIN)).status_code
+
+        assert await attempt() == 401
+        stop()
+        during = [await attempt() for _ in range(4)]
+        assert during == [401, 401, 401, 429]  # counted in memory meanwhile, never a 5xx
+
+        restart()
+        await asyncio.sleep(0.3)
+        assert await attempt() == 401  # Redis is back: its (fresh) counter is used again
+        redis = Redis.from_url(url)
+        assert await redis.keys("*")
+        await redis.aclose()

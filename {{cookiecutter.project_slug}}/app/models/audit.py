@@ -16,6 +16,7 @@ class AuditEventType(enum.StrEnum):
     SESSION_FINGERPRINT_MISMATCH = "session_fingerprint_mismatch"
     SESSION_IP_CHANGED = "session_ip_changed"
     EMAIL_VERIFIED = "email_verified"
+    EMAIL_CHANGED = "email_changed"
     PASSWORD_CHANGED = "password_changed"
     PASSWORD_RESET = "password_reset"
     USER_UPDATED = "user_updated"

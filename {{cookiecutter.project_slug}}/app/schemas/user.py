@@ -1,7 +1,7 @@
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 
 class UserRead(BaseModel):
@@ -13,3 +13,12 @@ class UserRead(BaseModel):
     permissions: list[str]
     created_at: datetime
     last_login_at: datetime | None
+
+
+class UserUpdate(BaseModel):
+    """What a user may change about themselves. Anything else is refused (mass assignment)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+    current_password: str = Field(min_length=1, max_length=1024)

@@ -16,6 +16,7 @@ from app.services.context import ClientInfo, Context
 from app.services.errors import (
     AccountInactive,
     EmailNotVerified,
+    EmailTaken,
     InvalidCredentials,
     InvalidOneTimeToken,
     PasswordRejected,
@@ -175,6 +176,30 @@ class AuthService:
         audit.record(self.db, AuditEventType.PASSWORD_CHANGED, client, user.id)
         await self.db.commit()
         self._send_password_notice(user)
+
+    async def change_email(
+        self, user: User, new_email: str, current_password: str, client: ClientInfo
+    ) -> User:
+        """Switch to a new address, which must be verified again; the old one is told."""
+        new_email = users.normalize_email(new_email)
+        await self.ctx.limiter.hit(self.ctx.limits.email, user.email)
+        if not await self.ctx.passwords.verify(user.password_hash, current_password):
+            raise WrongPassword()
+        if new_email == user.email:
+            return user
+        old_email = user.email
+        if not await users.change_email(self.db, user, new_email):
+            raise EmailTaken()
+        await one_time_tokens.revoke_all(self.db, user.id)
+        audit.record(self.db, AuditEventType.EMAIL_CHANGED, client, user.id)
+        await self._send_verification(user)
+        self.ctx.mailer.send_later(
+            "email_changed",
+            old_email,
+            new_email=new_email,
+            reset_link=self.ctx.mailer.page("forgot-password"),
+        )
+        return user
 
     async def _replace_password(
         self, user: User, new_password: str, client: ClientInfo, keep: uuid.UUID | None

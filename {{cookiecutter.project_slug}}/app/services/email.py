@@ -24,6 +24,7 @@ SUBJECTS = {
     "reset_password": "Reset your password",
     "password_changed": "Your password was changed",
     "new_device": "New sign-in to your account",
+    "email_changed": "Your email address was changed",
 }
 
 

@@ -63,6 +63,10 @@ class Conflict(ServiceError):
     detail = "Conflict"
 
 
+class EmailTaken(Conflict):
+    detail = "This email address is already in use"
+
+
 class WrongPassword(ServiceError):
     status_code = 400
     detail = "Current password is incorrect"

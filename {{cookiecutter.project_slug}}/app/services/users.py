@@ -57,6 +57,20 @@ async def roles_and_permissions(
     return sorted(roles), sorted(permissions)
 
 
+async def change_email(db: AsyncSession, user: User, new_email: str) -> bool:
+    """False when the address belongs to someone else. Unverified until confirmed again."""
+    user.email = normalize_email(new_email)
+    user.is_verified = False
+    user.updated_at = utcnow()
+    db.add(user)
+    try:
+        await db.flush()
+    except IntegrityError:
+        await db.rollback()
+        return False
+    return True
+
+
 async def set_password(db: AsyncSession, user: User, password_hash: str) -> None:
     now = utcnow()
     user.password_hash = password_hash

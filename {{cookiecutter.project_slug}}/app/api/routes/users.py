@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 
-from app.api.deps import CurrentUser, Db
-from app.schemas.user import UserRead
+from app.api.deps import Auth, Client, CurrentUser, Db
+from app.schemas.user import UserRead, UserUpdate
 from app.services import users
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -10,3 +10,12 @@ router = APIRouter(prefix="/users", tags=["users"])
 @router.get("/me")
 async def read_me(user: CurrentUser, db: Db) -> UserRead:
     return await users.to_read_model(db, user)
+
+
+@router.patch("/me")
+async def update_me(body: UserUpdate, user: CurrentUser, auth: Auth, client: Client) -> UserRead:
+    """Change the account's email (needs the current password and a new verification).
+
+    Roles, activity and verification state are not writable here."""
+    updated = await auth.change_email(user, body.email, body.current_password, client)
+    return await users.to_read_model(auth.db, updated)

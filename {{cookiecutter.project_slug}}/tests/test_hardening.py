@@ -1,0 +1,111 @@
+"""Logs, audit trail and CORS."""
+
+import logging
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from sqlmodel import select
+
+from app.models import AuditEvent
+from app.services.email import ConsoleBackend
+from tests.conftest import PASSWORD, Outbox, create_user, login, make_settings
+
+NEW_PASSWORD = "another long passphrase 42"
+
+
+def token_in(message) -> str:
+    link = next(word for word in message.text.split() if "token=" in word)
+    return parse_qs(urlparse(link).query)["token"][0]
+
+
+class LoggingOutbox(Outbox):
+    """Keeps messages for the test and also logs them like the console backend does."""
+
+    async def send(self, email) -> None:
+        await super().send(email)
+        await ConsoleBackend(show_body=False).send(email)
+
+
+async def test_a_full_flow_logs_no_password_or_token(app, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    outbox = LoggingOutbox()
+    app.state.context.mailer.backend = outbox
+    mailer = app.state.context.mailer
+    secrets = [PASSWORD, NEW_PASSWORD]
+
+    await client.post(
+        "/api/v1/auth/register", json={"email": "log@example.com", "password": PASSWORD}
+    )
+    await mailer.wait_idle()
+    secrets.append(token_in(outbox[-1]))
+    await client.post("/api/v1/auth/verify-email", json={"token": secrets[-1]})
+    await client.post(
+        "/api/v1/auth/login", json={"email": "log@example.com", "password": "wrong" * 4}
+    )
+    response = await login(client, "log@example.com")
+    csrf = response.json()["csrf_token"]
+    secrets += [csrf, client.cookies["access_token"], client.cookies["refresh_token"]]
+    refreshed = await client.post("/api/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
+    secrets += [refreshed.json()["csrf_token"], client.cookies["refresh_token"]]
+    await client.post("/api/v1/auth/password/forgot", json={"email": "log@example.com"})
+    await mailer.wait_idle()
+    secrets.append(token_in(outbox[-1]))
+    reset = await client.post(
+        "/api/v1/auth/password/reset", json={"token": secrets[-1], "new_password": NEW_PASSWORD}
+    )
+    assert reset.status_code == 200
+    await mailer.wait_idle()
+
+    assert "log@example.com" in caplog.text  # the logs did capture the flow
+    for secret in secrets:
+        assert secret not in caplog.text
+
+
+async def test_security_events_are_audited(app, client, db, alice):
+    await client.post(
+        "/api/v1/auth/login", json={"email": "alice@example.com", "password": "x" * 16}
+    )
+    await login(client)
+    csrf = client.cookies["csrf_token"]
+    await client.post(
+        "/api/v1/auth/password/change",
+        headers={"X-CSRF-Token": csrf},
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+    )
+    await client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf})
+    events = (await db.exec(select(AuditEvent).order_by(AuditEvent.created_at))).all()
+    types = [event.type for event in events]
+    assert types[:2] == ["login_failed", "login_succeeded"]
+    assert "password_changed" in types and "session_revoked" in types
+    failed = events[0]
+    assert failed.user_id == alice.id
+    assert failed.ip_address == "127.0.0.1"
+    assert "Firefox" in failed.user_agent
+
+
+async def test_cors_allows_only_configured_origins(client):
+    def preflight(origin):
+        return client.options(
+            "/api/v1/auth/login",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        )
+
+    allowed = await preflight("https://frontend.example")
+    assert allowed.headers["access-control-allow-origin"] == "https://frontend.example"
+    assert allowed.headers["access-control-allow-credentials"] == "true"
+    refused = await preflight("https://evil.example")
+    assert "access-control-allow-origin" not in refused.headers
+
+
+class TestPlainHttp:
+    @pytest.fixture
+    def settings(self):
+        return make_settings(cookie_secure=False, cookie_samesite="strict")
+
+    async def test_cookie_flags_follow_settings_and_hsts_is_off(self, app, client):
+        await create_user(app)
+        response = await login(client)
+        for cookie in response.headers.get_list("set-cookie"):
+            assert "Secure" not in cookie
+            assert "SameSite=strict" in cookie
+        assert "strict-transport-security" not in response.headers

@@ -1,0 +1,59 @@
+"""/users/me: reading, changing the email, and no mass assignment."""
+
+import pytest
+
+from tests.conftest import PASSWORD, create_user, find_user
+
+
+async def test_me_lists_roles_and_permissions(signed_in):
+    me = (await signed_in.get("/api/v1/users/me")).json()
+    assert set(me) >= {"id", "email", "is_verified", "roles", "permissions"}
+    assert "password_hash" not in me
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        pytest.param({"roles": ["admin"]}, id="roles"),
+        pytest.param({"is_active": True}, id="is_active"),
+        pytest.param({"is_verified": True}, id="is_verified"),
+        pytest.param({"permissions": ["users:write"]}, id="permissions"),
+    ],
+)
+async def test_privileged_fields_cannot_be_assigned(signed_in, db, alice, field):
+    body = {"email": "alice@example.com", "current_password": PASSWORD, **field}
+    response = await signed_in.patch("/api/v1/users/me", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "extra_forbidden"
+    me = (await signed_in.get("/api/v1/users/me")).json()
+    assert me["roles"] == ["user"] and me["permissions"] == []
+
+
+async def test_changing_the_email_needs_a_new_verification(signed_in, app, db, outbox):
+    response = await signed_in.patch(
+        "/api/v1/users/me", json={"email": "Alice@New.example", "current_password": PASSWORD}
+    )
+    assert response.status_code == 200
+    assert response.json()["email"] == "alice@new.example"
+    assert response.json()["is_verified"] is False
+    await app.state.context.mailer.wait_idle()
+    assert outbox.to("alice@new.example", "Confirm")
+    assert outbox.to("alice@example.com", "email address was changed")
+    assert await find_user(db, "alice@example.com") is None
+
+
+async def test_changing_the_email_needs_the_current_password(signed_in, db):
+    response = await signed_in.patch(
+        "/api/v1/users/me", json={"email": "x@new.example", "current_password": "not it at all"}
+    )
+    assert response.status_code == 400
+    assert await find_user(db, "alice@example.com") is not None
+
+
+async def test_an_address_in_use_is_refused(signed_in, app):
+    await create_user(app, "bob@example.com")
+    response = await signed_in.patch(
+        "/api/v1/users/me", json={"email": "bob@example.com", "current_password": PASSWORD}
+    )
+    assert response.status_code == 409
+    assert (await signed_in.get("/api/v1/users/me")).json()["email"] == "alice@example.com"
