@@ -38,16 +38,17 @@ from alembic.config import Config  # noqa: E402
 from asgi_lifespan import LifespanManager  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from httpx import ASGITransport, AsyncClient  # noqa: E402
-from sqlmodel import delete, select  # noqa: E402
+from sqlmodel import col, delete, select  # noqa: E402
 from sqlmodel.ext.asyncio.session import AsyncSession  # noqa: E402
 
 from app.core.config import Settings, get_settings  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.models import AuditEvent, OneTimeToken, User  # noqa: E402
+from app.models import AuditEvent, OneTimeToken, Role, User  # noqa: E402
 from app.services import users  # noqa: E402
 from app.services.email import Email  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
+SEEDED_ROLES = ("user", "admin")
 PASSWORD = "correct horse battery staple"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
@@ -95,9 +96,11 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 async def clean_database(application: FastAPI) -> None:
+    """Delete what tests create; the seeded roles and permissions stay."""
     async with application.state.sessionmaker() as db:
         for model in (AuditEvent, OneTimeToken, User):
             await db.exec(delete(model))
+        await db.exec(delete(Role).where(col(Role.name).not_in(SEEDED_ROLES)))
         await db.commit()
 
 

@@ -1,7 +1,7 @@
 """Dependencies that turn a request into what services need: database, client, principal."""
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,9 +10,10 @@ from fastapi.security import APIKeyCookie, OAuth2PasswordBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import DeviceSession, User
+from app.services import users
 from app.services.auth import AuthService
 from app.services.context import ClientInfo, Context
-from app.services.errors import CsrfFailed, NotAuthenticated
+from app.services.errors import CsrfFailed, NotAuthenticated, PermissionDenied
 from app.services.sessions import SessionService
 from app.utils.client_ip import client_ip
 from app.utils.cookies import ACCESS_COOKIE, CSRF_COOKIE
@@ -106,3 +107,55 @@ async def get_current_user(principal: CurrentPrincipal) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+# --- Role-based access control -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    """The principal plus the role and permission names they hold right now."""
+
+    principal: Principal
+    roles: frozenset[str]
+    permissions: frozenset[str]
+
+
+async def get_grants(principal: CurrentPrincipal, db: Db) -> Grants:
+    """Read from the database on every request (one query; FastAPI caches it per request),
+    so a role change or revocation applies to tokens already issued."""
+    roles, permissions = await users.roles_and_permissions(db, principal.user.id)
+    return Grants(principal, frozenset(roles), frozenset(permissions))
+
+
+CurrentGrants = Annotated[Grants, Depends(get_grants)]
+
+
+def require_permissions(*names: str) -> Callable[[Grants], Awaitable[Principal]]:
+    """A dependency that lets the request through only with every named permission.
+
+    Use it as `dependencies=[Depends(require_permissions("users:read"))]`, or as a
+    parameter annotated `Annotated[Principal, Depends(require_permissions(...))]`.
+    """
+    required = frozenset(names)
+
+    async def check_permissions(grants: CurrentGrants) -> Principal:
+        missing = required - grants.permissions
+        if missing:
+            raise PermissionDenied(f"Missing permission: {', '.join(sorted(missing))}")
+        return grants.principal
+
+    return check_permissions
+
+
+def require_roles(*names: str) -> Callable[[Grants], Awaitable[Principal]]:
+    """Like `require_permissions`, for role names (the user must hold every one)."""
+    required = frozenset(names)
+
+    async def check_roles(grants: CurrentGrants) -> Principal:
+        missing = required - grants.roles
+        if missing:
+            raise PermissionDenied(f"Missing role: {', '.join(sorted(missing))}")
+        return grants.principal
+
+    return check_roles

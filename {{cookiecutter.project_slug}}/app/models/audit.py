@@ -21,6 +21,8 @@ class AuditEventType(enum.StrEnum):
     PASSWORD_RESET = "password_reset"
     USER_UPDATED = "user_updated"
     USER_DELETED = "user_deleted"
+    ROLE_CREATED = "role_created"
+    ROLE_UPDATED = "role_updated"
 
 
 class AuditEvent(SQLModel, table=True):

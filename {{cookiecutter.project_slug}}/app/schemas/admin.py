@@ -27,7 +27,7 @@ class UserPage(BaseModel):
     limit: int
 
 
-class UserUpdate(BaseModel):
+class AdminUserUpdate(BaseModel):
     """Fields left out stay as they are. `roles` replaces the user's roles."""
 
     model_config = ConfigDict(extra="forbid")

@@ -7,10 +7,9 @@ active admin or strip permissions from the `admin` role.
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, delete, func, select, update
+from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import (
@@ -23,11 +22,12 @@ from app.models import (
     UserRole,
 )
 from app.models.base import utcnow
-from app.schemas.admin import RoleCreate, RoleRead, RoleUpdate, UserPage, UserUpdate
+from app.schemas.admin import AdminUserUpdate, RoleCreate, RoleRead, RoleUpdate, UserPage
 from app.schemas.user import UserRead
 from app.services import audit
 from app.services.context import ClientInfo, Context
 from app.services.errors import Conflict, NotFound, ServiceError
+from app.services.sessions import SessionService
 
 ADMIN_ROLE = "admin"
 
@@ -43,6 +43,7 @@ class AdminService:
     def __init__(self, db: AsyncSession, ctx: Context) -> None:
         self.db = db
         self.ctx = ctx
+        self.sessions = SessionService(db, ctx)
 
     # --- users ------------------------------------------------------------------------------
 
@@ -50,7 +51,10 @@ class AdminService:
         total = (await self.db.exec(select(func.count()).select_from(User))).one()
         page = (
             await self.db.exec(
-                select(User).order_by(col(User.created_at), col(User.id)).offset(offset).limit(limit)
+                select(User)
+                .order_by(col(User.created_at), col(User.id))
+                .offset(offset)
+                .limit(limit)
             )
         ).all()
         grants = await self._grants([user.id for user in page])
@@ -62,7 +66,7 @@ class AdminService:
         return _read(user, *(await self._grants([user.id])).get(user.id, ([], [])))
 
     async def update_user(
-        self, actor: User, user_id: uuid.UUID, changes: UserUpdate, client: ClientInfo
+        self, actor: User, user_id: uuid.UUID, changes: AdminUserUpdate, client: ClientInfo
     ) -> UserRead:
         user = await self._user(user_id)
         current_roles, _ = (await self._grants([user.id])).get(user.id, ([], []))
@@ -90,7 +94,7 @@ class AdminService:
                 setattr(user, field, value)
                 done.append(f"{field}={value}")
         if deactivating:
-            await self._revoke_all(user.id, "deactivated", client)
+            await self.sessions.revoke_all(user.id, "deactivated", client)
         if done:
             user.updated_at = utcnow()
             self.db.add(user)
@@ -121,26 +125,13 @@ class AdminService:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    async def list_sessions(self, user_id: uuid.UUID) -> Sequence[DeviceSession]:
-        """The user's live sessions: not revoked, not expired, not idle too long."""
+    async def list_sessions(self, user_id: uuid.UUID) -> list[DeviceSession]:
         await self._user(user_id)
-        now = utcnow()
-        idle = timedelta(seconds=self.ctx.settings.session_idle_timeout_seconds)
-        result = await self.db.exec(
-            select(DeviceSession)
-            .where(
-                DeviceSession.user_id == user_id,
-                col(DeviceSession.revoked_at).is_(None),
-                DeviceSession.expires_at > now,
-                DeviceSession.last_seen_at > now - idle,
-            )
-            .order_by(col(DeviceSession.last_seen_at).desc())
-        )
-        return result.all()
+        return await self.sessions.list_active(user_id)
 
     async def revoke_sessions(self, user_id: uuid.UUID, client: ClientInfo) -> None:
         await self._user(user_id)
-        await self._revoke_all(user_id, "revoked_by_admin", client)
+        await self.sessions.revoke_all(user_id, "revoked_by_admin", client)
         await self.db.commit()
 
     # --- roles ------------------------------------------------------------------------------
@@ -162,7 +153,7 @@ class AdminService:
                 read.permissions.append(permission)
         return list(roles.values())
 
-    async def create_role(self, body: RoleCreate, client: ClientInfo) -> RoleRead:
+    async def create_role(self, actor: User, body: RoleCreate, client: ClientInfo) -> RoleRead:
         duplicate = f"A role named '{body.name}' already exists"
         if (await self.db.exec(select(Role.id).where(Role.name == body.name))).first():
             raise Conflict(duplicate)
@@ -175,16 +166,13 @@ class AdminService:
             await self.db.rollback()
             raise Conflict(duplicate) from exc
         self.db.add_all(RolePermission(role_id=role.id, permission_id=p) for p in permission_ids)
-        audit.record(
-            self.db,
-            AuditEventType.ROLE_CREATED,
-            client,
-            detail=_limit(f"{role.name}: {','.join(sorted(set(body.permissions))) or '-'}"),
-        )
+        audit.record(self.db, AuditEventType.ROLE_CREATED, client, actor.id, detail=role.name)
         await self.db.commit()
         return await self._role_read(role.id)
 
-    async def update_role(self, role_id: uuid.UUID, body: RoleUpdate, client: ClientInfo) -> RoleRead:
+    async def update_role(
+        self, actor: User, role_id: uuid.UUID, body: RoleUpdate, client: ClientInfo
+    ) -> RoleRead:
         role = await self.db.get(Role, role_id)
         if role is None:
             raise NotFound("Role not found")
@@ -208,12 +196,8 @@ class AdminService:
             self.db.add(role)
             done.append("description")
         if done:
-            audit.record(
-                self.db,
-                AuditEventType.ROLE_UPDATED,
-                client,
-                detail=_limit(f"{role.name}: {'; '.join(done)}"),
-            )
+            detail = _limit(f"{role.name}: {'; '.join(done)}")
+            audit.record(self.db, AuditEventType.ROLE_UPDATED, client, actor.id, detail=detail)
             await self.db.commit()
         return await self._role_read(role.id)
 
@@ -300,25 +284,11 @@ class AdminService:
             id=role.id, name=role.name, description=role.description, permissions=list(names)
         )
 
-    async def _revoke_all(self, user_id: uuid.UUID, reason: str, client: ClientInfo) -> None:
-        """Revoke every live session of the user; their access tokens stop working at once."""
-        result = await self.db.exec(
-            update(DeviceSession)
-            .where(col(DeviceSession.user_id) == user_id, col(DeviceSession.revoked_at).is_(None))
-            .values(revoked_at=utcnow(), revoked_reason=reason)
-        )
-        if result.rowcount:
-            audit.record(
-                self.db,
-                AuditEventType.SESSION_REVOKED,
-                client,
-                user_id,
-                detail=f"{reason}: {result.rowcount} session(s)",
-            )
-
 
 def _read(user: User, roles: list[str], permissions: list[str]) -> UserRead:
-    return UserRead.model_validate({**user.model_dump(), "roles": roles, "permissions": permissions})
+    return UserRead.model_validate(
+        {**user.model_dump(), "roles": roles, "permissions": permissions}
+    )
 
 
 def _limit(text: str) -> str:

@@ -1,0 +1,98 @@
+"""The admin API. Every route names the permission it needs; the rules live in the service."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+
+from app.api.deps import Client, Ctx, Db, Principal, require_permissions
+from app.schemas.admin import (
+    AdminUserUpdate,
+    RoleCreate,
+    RoleRead,
+    RoleUpdate,
+    SessionInfo,
+    UserPage,
+)
+from app.schemas.user import UserRead
+from app.services.admin import AdminService
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+def get_admin_service(db: Db, ctx: Ctx) -> AdminService:
+    return AdminService(db, ctx)
+
+
+Admin = Annotated[AdminService, Depends(get_admin_service)]
+UsersReader = Annotated[Principal, Depends(require_permissions("users:read"))]
+UsersWriter = Annotated[Principal, Depends(require_permissions("users:write"))]
+SessionsReader = Annotated[Principal, Depends(require_permissions("sessions:read"))]
+SessionsWriter = Annotated[Principal, Depends(require_permissions("sessions:write"))]
+RolesReader = Annotated[Principal, Depends(require_permissions("roles:read"))]
+RolesWriter = Annotated[Principal, Depends(require_permissions("roles:write"))]
+
+
+@router.get("/users")
+async def list_users(
+    _: UsersReader,
+    admin: Admin,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> UserPage:
+    """Users in sign-up order."""
+    return await admin.list_users(offset, limit)
+
+
+@router.get("/users/{user_id}")
+async def get_user(user_id: uuid.UUID, _: UsersReader, admin: Admin) -> UserRead:
+    return await admin.get_user(user_id)
+
+
+@router.patch("/users/{user_id}")
+async def update_user(
+    user_id: uuid.UUID, body: AdminUserUpdate, principal: UsersWriter, admin: Admin, client: Client
+) -> UserRead:
+    """Deactivating a user revokes every session they have."""
+    return await admin.update_user(principal.user, user_id, body, client)
+
+
+@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_user(
+    user_id: uuid.UUID, principal: UsersWriter, admin: Admin, client: Client
+) -> None:
+    await admin.delete_user(principal.user, user_id, client)
+
+
+@router.get("/users/{user_id}/sessions")
+async def list_user_sessions(
+    user_id: uuid.UUID, _: SessionsReader, admin: Admin
+) -> list[SessionInfo]:
+    sessions = await admin.list_sessions(user_id)
+    return [SessionInfo.model_validate(s, from_attributes=True) for s in sessions]
+
+
+@router.delete("/users/{user_id}/sessions", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_user_sessions(
+    user_id: uuid.UUID, _: SessionsWriter, admin: Admin, client: Client
+) -> None:
+    await admin.revoke_sessions(user_id, client)
+
+
+@router.get("/roles")
+async def list_roles(_: RolesReader, admin: Admin) -> list[RoleRead]:
+    return await admin.list_roles()
+
+
+@router.post("/roles", status_code=status.HTTP_201_CREATED)
+async def create_role(
+    body: RoleCreate, actor: RolesWriter, admin: Admin, client: Client
+) -> RoleRead:
+    return await admin.create_role(actor.user, body, client)
+
+
+@router.patch("/roles/{role_id}")
+async def update_role(
+    role_id: uuid.UUID, body: RoleUpdate, actor: RolesWriter, admin: Admin, client: Client
+) -> RoleRead:
+    return await admin.update_role(actor.user, role_id, body, client)

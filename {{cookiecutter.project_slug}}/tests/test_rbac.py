@@ -1,0 +1,154 @@
+"""Deny by default, and permission checks on every admin route."""
+
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import fastapi.routing
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from sqlmodel import select
+
+from app.api.deps import Principal, get_principal, require_permissions, require_roles
+from app.models import Role, UserRole
+from app.services import users
+from tests.conftest import count_calls
+
+# Routes anyone may call. Everything else must authenticate. Some entries may not exist yet.
+PUBLIC_PATHS = frozenset(
+    {
+        "/health/live",
+        "/health/ready",
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/token",
+        "/api/v1/auth/refresh",  # authenticated by the refresh token itself
+        "/api/v1/auth/verify-email",
+        "/api/v1/auth/verify-email/resend",
+        "/api/v1/auth/password/forgot",
+        "/api/v1/auth/password/reset",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
+)
+
+SOME_ID = uuid.uuid4()
+ADMIN_ROUTES = [
+    ("GET", "/api/v1/admin/users", None, "users:read"),
+    ("GET", f"/api/v1/admin/users/{SOME_ID}", None, "users:read"),
+    ("PATCH", f"/api/v1/admin/users/{SOME_ID}", {"is_active": False}, "users:write"),
+    ("DELETE", f"/api/v1/admin/users/{SOME_ID}", None, "users:write"),
+    ("GET", f"/api/v1/admin/users/{SOME_ID}/sessions", None, "sessions:read"),
+    ("DELETE", f"/api/v1/admin/users/{SOME_ID}/sessions", None, "sessions:write"),
+    ("GET", "/api/v1/admin/roles", None, "roles:read"),
+    ("POST", "/api/v1/admin/roles", {"name": "sneaky", "permissions": []}, "roles:write"),
+    ("PATCH", f"/api/v1/admin/roles/{SOME_ID}", {"description": "x"}, "roles:write"),
+]
+
+
+def all_routes(app: FastAPI) -> list[Any]:
+    """Every route with its full path and dependencies.
+
+    Since FastAPI 0.137 `app.routes` keeps each included router as one node; the public
+    `iter_route_contexts` (0.137.2+) expands them. Older versions list every route already.
+    """
+    expand = getattr(fastapi.routing, "iter_route_contexts", None)
+    return list(expand(app.routes)) if expand else list(app.routes)
+
+
+def is_api_route(route: Any) -> bool:
+    return isinstance(getattr(route, "original_route", route), APIRoute)
+
+
+def calls(dependant: Dependant) -> Iterator[object]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from calls(dependency)
+
+
+def unprotected_routes(app: FastAPI) -> list[str]:
+    """Routes outside PUBLIC_PATHS that do not depend on get_principal anywhere."""
+    found = []
+    for route in all_routes(app):
+        path = getattr(route, "path", None) or repr(route)
+        if path in PUBLIC_PATHS:
+            continue
+        if not is_api_route(route) or get_principal not in set(calls(route.dependant)):
+            methods = ",".join(sorted(getattr(route, "methods", None) or []))
+            found.append(f"{methods} {path}")
+    return found
+
+
+def test_every_non_public_route_requires_authentication(app):
+    checked = {route.path for route in all_routes(app)} - PUBLIC_PATHS
+    assert {"/api/v1/users/me", "/api/v1/admin/users", "/api/v1/auth/logout"} <= checked
+    assert unprotected_routes(app) == []
+
+
+def test_the_walker_catches_an_unprotected_route(app):
+    @app.get("/api/v1/oops")
+    async def oops() -> dict[str, str]:
+        return {}
+
+    @app.get("/api/v1/guarded", dependencies=[Depends(require_permissions("users:read"))])
+    async def guarded() -> dict[str, str]:
+        return {}
+
+    assert unprotected_routes(app) == ["GET /api/v1/oops"]
+
+
+def test_every_admin_route_checks_a_permission(app):
+    admin_routes = [
+        r for r in all_routes(app) if is_api_route(r) and r.path.startswith("/api/v1/admin/")
+    ]
+    assert len(admin_routes) == len(ADMIN_ROUTES)
+    for route in admin_routes:
+        names = {getattr(call, "__name__", "") for call in calls(route.dependant)}
+        assert "check_permissions" in names, route.path
+
+
+@pytest.mark.parametrize(("method", "path", "body", "permission"), ADMIN_ROUTES)
+async def test_a_normal_user_gets_403_on_admin_routes(signed_in, method, path, body, permission):
+    response = await signed_in.request(method, path, json=body)
+    assert response.status_code == 403
+    assert response.json() == {"detail": f"Missing permission: {permission}"}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "permission"), ADMIN_ROUTES)
+async def test_admin_routes_need_authentication(client, method, path, body, permission):
+    response = await client.request(method, path, json=body)
+    assert response.status_code == 401
+
+
+async def test_permissions_are_loaded_once_per_request(app, signed_in, alice, monkeypatch):
+    @app.get(
+        "/api/v1/rbac-probe",
+        dependencies=[Depends(require_roles("user")), Depends(require_permissions())],
+    )
+    async def probe(principal: Annotated[Principal, Depends(require_roles("user"))]) -> str:
+        return principal.user.email
+
+    lookups = count_calls(monkeypatch, users, "roles_and_permissions")
+    response = await signed_in.get("/api/v1/rbac-probe")
+    assert response.status_code == 200
+    assert response.json() == "alice@example.com"
+    assert len(lookups) == 1
+
+
+async def test_require_roles(app, signed_in, alice, db):
+    @app.get("/api/v1/rbac-admins", dependencies=[Depends(require_roles("admin"))])
+    async def admins_only() -> str:
+        return "ok"
+
+    refused = await signed_in.get("/api/v1/rbac-admins")
+    assert refused.status_code == 403
+    assert refused.json() == {"detail": "Missing role: admin"}
+
+    admin = (await db.exec(select(Role).where(Role.name == "admin"))).one()
+    db.add(UserRole(user_id=alice.id, role_id=admin.id))
+    await db.commit()
+    assert (await signed_in.get("/api/v1/rbac-admins")).status_code == 200
