@@ -151,3 +151,28 @@ class TestLimitedAccount:
         )
         assert response.status_code == 200
         await login(client, password=NEW_PASSWORD)
+
+
+async def test_reset_tokens_die_when_the_password_changes(signed_in, app, outbox):
+    await forgot(signed_in, app)
+    token = reset_token(outbox.to("alice@example.com", "Reset")[0])
+    await signed_in.post(
+        "/api/v1/auth/password/change",
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+    )
+    response = await signed_in.post(
+        "/api/v1/auth/password/reset", json={"token": token, "new_password": NEW_PASSWORD + "x"}
+    )
+    assert response.status_code == 400
+
+
+async def test_reset_tokens_die_when_the_email_changes(signed_in, app, outbox):
+    await forgot(signed_in, app)
+    token = reset_token(outbox.to("alice@example.com", "Reset")[0])
+    await signed_in.patch(
+        "/api/v1/users/me", json={"email": "alice@new.example", "current_password": PASSWORD}
+    )
+    response = await signed_in.post(
+        "/api/v1/auth/password/reset", json={"token": token, "new_password": NEW_PASSWORD}
+    )
+    assert response.status_code == 400

@@ -1,0 +1,99 @@
+"""Session fingerprints, IP changes, idle and absolute expiry."""
+
+from datetime import timedelta
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlmodel import select
+
+from app.models import AuditEvent, DeviceSession
+from app.models.base import utcnow
+from tests.conftest import PASSWORD, make_settings
+
+FIREFOX_134 = "Mozilla/5.0 (X11; Linux x86_64; rv:134.0) Gecko/20100101 Firefox/134.0"
+CHROME_LINUX = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+async def api_tokens(client) -> dict:
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": "alice@example.com", "password": PASSWORD}
+    )
+    return response.json()
+
+
+async def refresh(client, token, **headers):
+    return await client.post("/api/v1/auth/refresh", json={"refresh_token": token}, headers=headers)
+
+
+async def test_a_browser_update_keeps_the_session(client, alice):
+    tokens = await api_tokens(client)  # signed in with Firefox 133
+    response = await refresh(client, tokens["refresh_token"], **{"User-Agent": FIREFOX_134})
+    assert response.status_code == 200
+
+
+async def test_an_ip_change_is_audited_but_never_refused(app, alice, db):
+    async def from_ip(ip):
+        transport = ASGITransport(app=app, client=(ip, 5000))
+        return AsyncClient(transport=transport, base_url="https://testserver")
+
+    async with await from_ip("203.0.113.1") as home:
+        tokens = await api_tokens(home)
+    async with await from_ip("198.51.100.2") as mobile:
+        response = await refresh(mobile, tokens["refresh_token"])
+    assert response.status_code == 200
+    session = (await db.exec(select(DeviceSession))).one()
+    assert session.ip_address == "203.0.113.1"
+    assert session.last_ip_address == "198.51.100.2"
+    event = (await db.exec(select(AuditEvent).where(AuditEvent.type == "session_ip_changed"))).one()
+    assert event.detail == "203.0.113.1 -> 198.51.100.2"
+
+
+class TestWarnBinding:
+    @pytest.fixture
+    def settings(self):
+        return make_settings(session_binding="warn")
+
+    async def test_another_device_is_recorded_and_let_through(self, client, alice, db):
+        tokens = await api_tokens(client)
+        response = await refresh(client, tokens["refresh_token"], **{"User-Agent": CHROME_LINUX})
+        assert response.status_code == 200
+        types = (await db.exec(select(AuditEvent.type))).all()
+        assert "session_fingerprint_mismatch" in types
+
+
+class TestBindingOff:
+    @pytest.fixture
+    def settings(self):
+        return make_settings(session_binding="off")
+
+    async def test_another_device_passes_silently(self, client, alice, db):
+        tokens = await api_tokens(client)
+        response = await refresh(client, tokens["refresh_token"], **{"User-Agent": CHROME_LINUX})
+        assert response.status_code == 200
+        assert "session_fingerprint_mismatch" not in (await db.exec(select(AuditEvent.type))).all()
+
+
+async def test_an_idle_session_expires_at_its_next_refresh(client, alice, db, settings):
+    tokens = await api_tokens(client)
+    session = (await db.exec(select(DeviceSession))).one()
+    idle = timedelta(seconds=settings.session_idle_timeout_seconds + 60)
+    session.last_seen_at = utcnow() - idle
+    db.add(session)
+    await db.commit()
+    response = await refresh(client, tokens["refresh_token"])
+    assert response.status_code == 401
+    assert "inactivity" in response.json()["detail"]
+
+
+async def test_an_expired_session_stops_access_at_once(client, alice, db):
+    tokens = await api_tokens(client)
+    session = (await db.exec(select(DeviceSession))).one()
+    session.expires_at = utcnow() - timedelta(seconds=1)
+    db.add(session)
+    await db.commit()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
+    assert (await refresh(client, tokens["refresh_token"])).status_code == 401
