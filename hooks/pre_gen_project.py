@@ -22,7 +22,7 @@ ANSWERS = json.loads(
     } | tojson }}"""
 )
 
-{% raw %}
+# {% raw %}
 MIN_COOKIECUTTER = (2, 7)
 CHOICES = {
     "database": ("sqlite", "postgresql"),
@@ -34,6 +34,7 @@ SLUG = re.compile(r"^[a-z][a-z0-9_-]*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 TEMPLATE_SYNTAX = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 MAX_TEXT = 200
+MAX_NAME = 60  # the name is a title in code and docs; keep it one readable line
 
 
 def problems() -> list[str]:
@@ -68,6 +69,10 @@ def problems() -> list[str]:
             found.append(f"{name} must be a single line without control characters")
         elif TEMPLATE_SYNTAX.search(value):
             found.append(f"{name} must not contain template syntax such as '{{{{' or '{{%'")
+    if len(ANSWERS["project_name"]) > MAX_NAME:
+        found.append(
+            f"project_name is longer than {MAX_NAME} characters; put detail in the description"
+        )
     if not EMAIL.match(ANSWERS["author_email"]):
         found.append(f"author_email={ANSWERS['author_email']!r} is not an email address")
     return found
@@ -78,4 +83,4 @@ if __name__ == "__main__":
     for error in errors:
         print(f"ERROR: {error}", file=sys.stderr)
     sys.exit(1 if errors else 0)
-{% endraw %}
+# {% endraw %}

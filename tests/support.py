@@ -66,7 +66,6 @@ class Variant:
 VARIANTS = tuple(
     Variant(*combo) for combo in itertools.product(DATABASES, RATE_LIMITERS, USE_DOCKER)
 )
-DEFAULT_VARIANT = Variant("sqlite", "memory", "yes")
 
 
 def variant_params(**only: str) -> list:

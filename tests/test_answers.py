@@ -15,6 +15,30 @@ from cookiecutter.main import cookiecutter
 from support import TEMPLATE_DIR, output_of, run
 
 
+def test_every_question_has_a_plain_prompt() -> None:
+    config = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
+    prompts = config["__prompts__"]
+    questions = [name for name in config if not name.startswith("_")]
+    assert sorted(prompts) == sorted(questions)
+    for name, prompt in prompts.items():
+        if isinstance(config[name], list):  # a choice: a question plus a label per value
+            assert prompt["__prompt__"].strip(), name
+            assert sorted(k for k in prompt if k != "__prompt__") == sorted(config[name]), name
+        else:
+            assert prompt.strip(), name
+
+
+def test_defaults_need_no_server(bake, tmp_path: Path) -> None:
+    """Enter through every question: SQLite, in-memory limits, Docker files; no server needed."""
+    project = bake(tmp_path)
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    names = " ".join(dependencies["dependencies"])
+    assert "aiosqlite" in names
+    assert "asyncpg" not in names
+    assert "redis" not in names
+    assert (project / "Dockerfile").exists()
+
+
 def assert_nothing_left(output_dir: Path) -> None:
     assert sorted(p.name for p in output_dir.iterdir()) == []
 
@@ -40,6 +64,11 @@ def assert_nothing_left(output_dir: Path) -> None:
             id="name-template",
         ),
         pytest.param({"author_email": "not-an-email"}, "author_email='not-an-email'", id="email"),
+        pytest.param(
+            {"project_name": "N" * 61, "project_slug": "long"},
+            "project_name is longer than 60 characters",
+            id="name-too-long",
+        ),
         pytest.param({"author_name": "  "}, "author_name must not be empty", id="blank"),
         pytest.param(
             {"description": "two\nlines"}, "description must be a single line", id="newline"
@@ -101,7 +130,9 @@ NASTY_TEXT = [
     pytest.param("\"); __import__('os').system('touch PWNED')#", id="call-injection"),
     pytest.param('"""+__import__("os").system("touch PWNED")+"""', id="docstring-injection"),
     pytest.param("Zoë's café ✓ <b>&amp;</b> $HOME `id`", id="unicode-markup"),
+    pytest.param(("Long answer " * 16).strip(), id="longest-allowed"),  # the hook allows 200
 ]
+MAX_NAME = 60  # project_name is a one-line title: the hook allows 60 characters
 
 
 def string_constants(python_file: Path) -> set[str]:
@@ -121,9 +152,10 @@ def test_text_answers_render_as_data(
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     output_dir = tmp_path / "out"
+    name = text[:MAX_NAME]
     project = bake(
         output_dir,
-        project_name=text,
+        project_name=name,
         project_slug="safe-text",
         description=text,
         author_name=text,
@@ -133,10 +165,15 @@ def test_text_answers_render_as_data(
     assert pyproject["project"]["description"] == text
     assert pyproject["project"]["authors"][0]["name"] == text
     assert text in (project / "README.md").read_text()
-    assert text in string_constants(project / "app" / "core" / "config.py")
+    assert name in string_constants(project / "app" / "core" / "config.py")
 
+    # The generated project's own `make lint` (ruff check + format) stays green.
     check = run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=project)
     assert check.returncode == 0, output_of(check)
+    formatted = run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=project
+    )
+    assert formatted.returncode == 0, output_of(formatted)
     for where in (cwd, output_dir, TEMPLATE_DIR):
         assert list(where.rglob("PWNED")) == [], f"injected code ran in {where}"
 

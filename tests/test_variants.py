@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from expected_files import expected_files
-from support import Variant, clean_env, output_of, pytest_summary, run, variant_params
+from support import TEMPLATE_DIR, Variant, clean_env, output_of, pytest_summary, run, variant_params
 
 ALL = variant_params()
 
@@ -58,21 +60,49 @@ def test_nothing_left_unrendered(project: Path, baked) -> None:
     assert leftovers == []
 
 
+PARSERS = {
+    ".toml": tomllib.loads,
+    ".yml": lambda text: list(yaml.safe_load_all(text)),
+    ".yaml": lambda text: list(yaml.safe_load_all(text)),
+    ".json": json.loads,
+}
+
+
 @pytest.mark.parametrize("variant", ALL)
 def test_structured_files_parse(project: Path, baked) -> None:
-    parsed = []
+    parsed, broken = [], []
     for relative in sorted(baked.files):
-        path = project / relative
-        if path.suffix == ".toml":
-            tomllib.loads(path.read_text())
-        elif path.suffix in (".yml", ".yaml"):
-            list(yaml.safe_load_all(path.read_text()))
-        elif path.suffix == ".json":
-            json.loads(path.read_text())
-        else:
+        parse = PARSERS.get(Path(relative).suffix)
+        if parse is None:
             continue
+        try:
+            parse((project / relative).read_text())
+        except Exception as error:
+            broken.append(f"{relative}: {error}")
         parsed.append(relative)
-    assert "pyproject.toml" in parsed
+    assert broken == []
+    assert {"pyproject.toml", ".pre-commit-config.yaml", ".github/workflows/ci.yml"} <= set(parsed)
+
+
+def requirements(lines: list[str]) -> dict[str, Requirement]:
+    parsed = [Requirement(line.split("#")[0]) for line in lines if line.split("#")[0].strip()]
+    return {canonicalize_name(requirement.name): requirement for requirement in parsed}
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_dependencies_are_in_the_template_test_requirements(project: Path) -> None:
+    """tests/requirements.txt installs every dependency of every variant, with the same bounds."""
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    needed = requirements(meta["dependencies"] + meta["optional-dependencies"]["dev"])
+    listed = requirements((TEMPLATE_DIR / "tests" / "requirements.txt").read_text().splitlines())
+    assert sorted(set(needed) - set(listed)) == [], "missing from tests/requirements.txt"
+    out_of_sync = [
+        f"{name}: project {needed[name]} / tests {listed[name]}"
+        for name in needed
+        if needed[name].specifier != listed[name].specifier
+        or not needed[name].extras <= listed[name].extras
+    ]
+    assert out_of_sync == []
 
 
 @pytest.mark.parametrize("variant", ALL)

@@ -15,7 +15,7 @@ CommaSeparated = Annotated[list[str], NoDecode]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    project_name: str = {{ cookiecutter.project_name | tojson }}
+    project_name: str = {{ cookiecutter.project_name | python_string }}
     environment: Literal["development", "test", "production"] = "development"
     secret_key: SecretStr
     {%- if cookiecutter.database == "postgresql" %}
