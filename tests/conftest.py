@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +120,8 @@ class Postgres:
 
     admin_url: str  # postgresql+asyncpg://user@host:port/db
     created: list[str] = field(default_factory=list)
+    # Restarts the server; None when it is not ours (TEST_DATABASE_URL).
+    restart: Callable[[], None] | None = None
 
     def _url_for(self, database: str) -> str:
         from sqlalchemy.engine import make_url
@@ -214,8 +216,13 @@ def postgres() -> Iterator[Postgres]:
     )
     pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
        "-w", "-t", "60", "start")  # fmt: skip
+
+    def restart() -> None:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
+           "-m", "fast", "-w", "-t", "60", "restart")  # fmt: skip
+
     try:
-        yield Postgres(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres")
+        yield Postgres(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", restart=restart)
     finally:
         pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop")
         shutil.rmtree(root, ignore_errors=True)

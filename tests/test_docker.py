@@ -8,13 +8,21 @@ import secrets
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from support import Variant, clean_env, free_port, output_of, run, tool, variant_params
+from support import (
+    Variant,
+    clean_env,
+    free_port,
+    group_alive,
+    output_of,
+    run,
+    tool,
+    variant_params,
+    wait_until_ready,
+)
 
 DOCKER = variant_params(use_docker="yes")
 
@@ -41,33 +49,6 @@ def test_compose_files_match_the_compose_spec(project: Path, baked) -> None:
         cwd=project,
     )
     assert result.returncode == 0, output_of(result)
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"start.sh exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
-                if response.status == 200:
-                    return
-                last = f"HTTP {response.status}"
-        except urllib.error.HTTPError as error:
-            last = f"HTTP {error.code}: {error.read()[:500]!r}"
-        except OSError as error:
-            last = repr(error)
-        time.sleep(0.25)
-    pytest.fail(f"{url} not ready after {timeout}s (last: {last}):\n{log.read_text()}")
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize(

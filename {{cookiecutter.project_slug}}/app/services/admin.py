@@ -35,7 +35,7 @@ ADMIN_ROLE = "admin"
 class UnknownName(ServiceError):
     """A role or permission name in the request does not exist."""
 
-    status_code = 422
+    status_code = 400
     detail = "Unknown name"
 
 

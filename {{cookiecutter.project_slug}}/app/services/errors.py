@@ -50,7 +50,7 @@ class InvalidOneTimeToken(ServiceError):
 
 
 class PasswordRejected(ServiceError):
-    status_code = 422
+    status_code = 400
 
 
 class NotFound(ServiceError):
