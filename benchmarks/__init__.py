@@ -1,0 +1,1 @@
+"""Benchmarks of a generated service: `python -m benchmarks --help` (see benchmarks/README.md)."""

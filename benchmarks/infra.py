@@ -1,0 +1,353 @@
+"""What the measurements run against: a rendered project, PostgreSQL, Redis and the servers."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.procs import (
+    BenchmarkError,
+    Processes,
+    children_of,
+    free_port,
+    http_ok,
+    log_tail,
+    wait_until,
+)
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+BIN_DIR = Path(sys.executable).parent  # not resolved: a virtualenv's bin holds its scripts
+PYTHON = sys.executable
+
+# Settings of the generated service (and server knobs) that must not leak in from the shell.
+SCRUBBED = {
+    "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ENVIRONMENT", "PORT", "WEB_CONCURRENCY",
+    "PYTHONPATH", "TRUSTED_PROXIES", "CORS_ORIGINS", "FRONTEND_URL", "EMAIL_FROM",
+    "FORWARDED_ALLOW_IPS", "GUNICORN_CMD_ARGS", "PASSWORD_MIN_LENGTH",
+}  # fmt: skip
+SCRUBBED_PREFIXES = (
+    "ARGON2_", "RATE_LIMIT_", "COOKIE_", "SMTP_", "JWT_", "SESSION_", "ACCESS_TOKEN_",
+    "REFRESH_", "VERIFY_EMAIL_", "RESET_PASSWORD_", "UVICORN_", "BENCH_",
+)  # fmt: skip
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.upper() not in SCRUBBED and not key.upper().startswith(SCRUBBED_PREFIXES)
+    }
+    env["PATH"] = os.pathsep.join([str(BIN_DIR), env.get("PATH", "")])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_checked(
+    args: list[str], *, cwd: Path, env: dict[str, str], what: str, timeout: float = 300
+) -> str:
+    """A short command (migrations, the CLI); its output, or an error with that output."""
+    try:
+        result = subprocess.run(
+            args,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            start_new_session=True,  # Ctrl-C is ours to handle; run() kills it on any error
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchmarkError(f"{what} took more than {timeout:.0f} s") from exc
+    if result.returncode != 0:
+        raise BenchmarkError(
+            f"{what} failed ({result.returncode}):\n$ {' '.join(args)}\n"
+            f"{result.stdout}{result.stderr}"
+        )
+    return result.stdout
+
+
+# --------------------------------------------------------------------------- the project
+@dataclass(frozen=True)
+class Variant:
+    database: str
+    rate_limiter: str
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        database, _, limiter = text.partition("-")
+        if database not in ("sqlite", "postgresql") or limiter not in ("memory", "redis"):
+            raise ValueError(f"unknown variant {text!r}: use DATABASE-LIMITER, e.g. sqlite-memory")
+        return cls(database, limiter)
+
+    @property
+    def id(self) -> str:
+        return f"{self.database}-{self.rate_limiter}"
+
+
+def render(variant: Variant, output_dir: Path) -> Path:
+    """`cookiecutter <template> --no-input database=... rate_limiter=...`, private config."""
+    from cookiecutter.main import cookiecutter
+
+    home = output_dir / "cookiecutter-home"
+    home.mkdir(parents=True)
+    config = home / "config.yaml"
+    config.write_text(f"cookiecutters_dir: {home / 'dirs'}\nreplay_dir: {home / 'replay'}\n")
+    project = cookiecutter(
+        str(TEMPLATE_DIR),
+        no_input=True,
+        extra_context={
+            "database": variant.database,
+            "rate_limiter": variant.rate_limiter,
+            "use_docker": "no",
+        },
+        output_dir=str(output_dir),
+        config_file=str(config),
+    )
+    return Path(project)
+
+
+def project_slug(project: Path) -> str:
+    return project.name
+
+
+def argon2_parameters(project: Path, env: dict[str, str]) -> dict[str, int]:
+    """The argon2 parameters the service will use: its Settings, with nothing overridden."""
+    code = (
+        "import json; from app.core.config import Settings; "
+        "s = Settings(secret_key='x' * 64); "
+        "print(json.dumps({'time_cost': s.argon2_time_cost, "
+        "'memory_cost': s.argon2_memory_cost, 'parallelism': s.argon2_parallelism}))"
+    )
+    out = run_checked([PYTHON, "-c", code], cwd=project, env=env, what="reading Settings")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def seed_user(project: Path, env: dict[str, str], email: str, password: str) -> None:
+    """An active, verified user, made by the generated CLI."""
+    run_checked(
+        [PYTHON, "-m", "app.cli", "create-admin", email],
+        cwd=project,
+        env={**env, "ADMIN_PASSWORD": password},
+        what="python -m app.cli create-admin",
+    )
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+def postgres_bindir() -> Path:
+    if os.environ.get("PG_BINDIR"):
+        return Path(os.environ["PG_BINDIR"])
+    if found := shutil.which("initdb"):
+        return Path(found).resolve().parent  # /usr/local/bin/initdb may be a symlink
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0,
+    )
+    if not candidates:
+        raise BenchmarkError("PostgreSQL binaries (initdb, pg_ctl) not found; set PG_BINDIR")
+    return Path(candidates[-1]).parent
+
+
+@dataclass
+class Postgres:
+    """A throwaway cluster (initdb + pg_ctl, trust auth, loopback), durable default settings."""
+
+    root: Path | None = None
+    port: int = 0
+    bindir: Path = field(default_factory=Path)
+    as_postgres: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.bindir = postgres_bindir()
+        self.root = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            shutil.chown(self.root, "postgres", "postgres")
+            self.as_postgres = ["runuser", "-u", "postgres", "--"]
+        data, log = self.root / "data", self.root / "server.log"
+        self._pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                 "--locale=C", "--no-sync")  # fmt: skip
+        self.port = free_port()
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c max_connections=200"
+        )
+        self._pg("pg_ctl", "-D", str(data), "-l", str(log), "-o", options,
+                 "-w", "-t", "60", "start")  # fmt: skip
+
+    def _pg(self, tool: str, *args: str) -> None:
+        assert self.root is not None
+        try:
+            run_checked(
+                [*self.as_postgres, str(self.bindir / tool), *args],
+                cwd=self.root,
+                env=clean_env(),
+                what=tool,
+                timeout=120,
+            )
+        except BenchmarkError as exc:
+            raise BenchmarkError(f"{exc}{log_tail(self.root / 'server.log')}") from exc
+
+    def create_database(self, name: str) -> str:
+        import asyncio
+
+        import asyncpg
+
+        async def create() -> None:
+            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres")
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if self.root is None:
+            return
+        data = self.root / "data"
+        if (data / "postmaster.pid").exists():
+            for mode in ("fast", "immediate"):
+                with contextlib.suppress(BenchmarkError):
+                    self._pg("pg_ctl", "-D", str(data), "-m", mode, "-w", "-t", "30", "stop")
+                    break
+            if (data / "postmaster.pid").exists():  # pg_ctl gave up: no orphans either way
+                with contextlib.suppress(OSError, ValueError):
+                    pid = int((data / "postmaster.pid").read_text().split()[0])
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None
+
+
+# --------------------------------------------------------------------------- Redis
+@dataclass
+class Redis:
+    procs: Processes
+    root: Path | None = None
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise BenchmarkError("redis-server not found (apt-get install redis-server)")
+        self.root = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+        self.port = free_port()
+        log = self.root / "redis.log"
+        self.process = self.procs.start(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.root), "--daemonize", "no"],
+            log=log,
+        )  # fmt: skip
+        wait_until(self._ping, "redis-server", process=self.process, log=log, timeout=30)
+
+    def _ping(self) -> bool:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.procs.stop(self.process)
+            self.process = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+
+# --------------------------------------------------------------------------- servers
+@dataclass
+class Server:
+    """A started HTTP server: the service or a ceiling app, uvicorn or gunicorn."""
+
+    name: str
+    base_url: str
+    command: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    gunicorn: bool
+
+    def worker_pids(self) -> list[int]:
+        """uvicorn --workers 1 serves from its main process; gunicorn from the master's children."""
+        if not self.gunicorn:
+            return [self.process.pid]
+        return children_of(self.process.pid)
+
+
+def uvicorn_args(app: str, port: int, *extra: str) -> list[str]:
+    return [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--no-access-log", *extra]  # fmt: skip
+
+
+def gunicorn_args(app: str, port: int, workers: int, *extra: str) -> list[str]:
+    """The flags of scripts/start.sh, bound to loopback."""
+    return [PYTHON, "-m", "gunicorn", app, "--worker-class", "uvicorn_worker.UvicornWorker",
+            "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--access-logfile", "-",
+            *extra]  # fmt: skip
+
+
+def start_server(
+    procs: Processes,
+    *,
+    name: str,
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    port: int,
+    ready_path: str,
+    log: Path,
+    gunicorn: bool,
+    workers: int = 1,
+    shown_command: str | None = None,
+) -> Server:
+    process = procs.start(args, cwd=cwd, env=env, log=log)
+    base_url = f"http://127.0.0.1:{port}"
+    server = Server(
+        name, base_url, shown_command or " ".join(args), process, log, gunicorn=gunicorn
+    )
+
+    def ready() -> bool:
+        booted = len(server.worker_pids()) >= workers
+        return booted and http_ok(base_url + ready_path)
+
+    wait_until(ready, name, process=process, log=log, timeout=180)
+    return server
+
+
+def service_env(
+    database_url: str, redis_url: str | None, rate_limits: str, **extra: str
+) -> dict[str, str]:
+    settings = {
+        "SECRET_KEY": secrets.token_urlsafe(48),  # 64 characters
+        "DATABASE_URL": database_url,
+        "ENVIRONMENT": "production",
+        "COOKIE_SECURE": "false",  # plain http on loopback; wrk sends the Cookie header itself
+    }
+    if redis_url:
+        settings["REDIS_URL"] = redis_url
+    if rate_limits == "off":
+        settings["RATE_LIMIT_ENABLED"] = "false"
+    else:  # "high": the limiter (Redis when configured) stays on the login path, never trips
+        settings["RATE_LIMIT_LOGIN_IP"] = "1000000/minute"
+        settings["RATE_LIMIT_LOGIN_ACCOUNT"] = "1000000/minute"
+    return clean_env(**settings, **extra)

@@ -1,0 +1,547 @@
+"""Render a variant, start it, seed a user, measure everything in one run, print and save.
+
+    python -m benchmarks [--variant sqlite-memory|postgresql-redis|...] [--client auto|wrk|python]
+                         [--duration 5] [--rounds 3] [--quick] [--output PATH.json]
+
+See benchmarks/README.md for what each row means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+
+from benchmarks import report
+from benchmarks.infra import (
+    BENCH_DIR,
+    PYTHON,
+    TEMPLATE_DIR,
+    Postgres,
+    Redis,
+    Server,
+    Variant,
+    argon2_parameters,
+    clean_env,
+    gunicorn_args,
+    render,
+    run_checked,
+    seed_user,
+    service_env,
+    start_server,
+    uvicorn_args,
+)
+from benchmarks.loadgen import Job, LoadResult, choose_client, run_jobs
+from benchmarks.procs import (
+    BenchmarkError,
+    Processes,
+    free_port,
+    memory_mib,
+    terminate_as_interrupt,
+)
+
+DEFAULT_OUTPUT = BENCH_DIR / "results" / "latest.json"
+EMAIL = "bench@example.com"
+# A browser-like agent, the same on every request: sessions are bound to the device
+# (SESSION_BINDING=strict), so the refresh requests must come from the "device" that logged in.
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0 Safari/537.36"
+)
+API = "/api/v1"
+RSS_SETTLE_SECONDS = 3.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark a generated service against its ceilings (see README.md).",
+    )
+    parser.add_argument(
+        "--variant",
+        default="sqlite-memory",
+        help="DATABASE-LIMITER: sqlite-memory (default), postgresql-redis, ...",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator: wrk when installed (auto), or the Python client",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=5.0,
+        help="seconds per measurement (default 5; wrk rounds up to whole s)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="seconds of the same load before each measurement (default 1)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of every measurement; medians are reported (default 3)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=16,
+        help="concurrent connections for GET /users/me, refresh, ceilings",
+    )
+    parser.add_argument(
+        "--login-connections",
+        type=int,
+        default=8,
+        help="concurrent connections for login and the login storm (default 8)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="wrk threads per load (default 1: leave the cores to the server)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="WEB_CONCURRENCY for the production command (default 2)",
+    )
+    parser.add_argument(
+        "--rate-limits",
+        choices=["off", "high"],
+        default="off",
+        help="off: RATE_LIMIT_ENABLED=false (default); high: limits on, never hit",
+    )
+    parser.add_argument(
+        "--skip-prod",
+        action="store_true",
+        help="measure only uvicorn with 1 worker, not scripts/start.sh",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 s, 1 round, few connections, no production command",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="JSON results; a Markdown table goes next to it (.md)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the scratch directory (rendered project, logs) for debugging",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.rounds, args.skip_prod = 1.0, 0.5, 1, True
+        args.connections, args.login_connections = min(args.connections, 4), 2
+    try:
+        args.variant = Variant.parse(args.variant)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.duration <= 0 or args.rounds < 1 or args.connections < 1:
+        parser.error("--duration, --rounds and --connections must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    client = choose_client(args.client)
+    with terminate_as_interrupt():
+        try:
+            results = Benchmark(args, client).run()
+        except BenchmarkError as exc:
+            print(f"benchmark failed: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\ninterrupted; every server was stopped", file=sys.stderr)
+            return 130
+    results["meta"]["invocation"] = " ".join(["python -m benchmarks", *(argv or sys.argv[1:])])
+    output: Path = args.output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    markdown = output.with_suffix(".md")
+    markdown.write_text(report.markdown(results))
+    print(report.text(results))
+    print(f"\nwrote {output} and {markdown}")
+    return 0
+
+
+# --------------------------------------------------------------------------- helpers
+def access_cookie(base_url: str, password: str) -> str:
+    """Sign in like a browser (JSON body) and return the access_token cookie."""
+    import httpx
+
+    response = httpx.post(
+        f"{base_url}{API}/auth/login",
+        json={"email": EMAIL, "password": password},
+        headers={"User-Agent": USER_AGENT},
+        timeout=60,
+    )
+    if response.status_code != 200:
+        raise BenchmarkError(f"login failed: {response.status_code} {response.text}")
+    for header in response.headers.get_list("set-cookie"):
+        name, _, rest = header.partition("=")
+        if name.strip() == "access_token":
+            return rest.split(";", 1)[0]
+    raise BenchmarkError(f"login set no access_token cookie: {response.headers}")
+
+
+async def _refresh_tokens(base_url: str, password: str, count: int) -> list[str]:
+    """`count` sessions via the OAuth2 password flow; their refresh tokens."""
+    import httpx
+
+    semaphore = asyncio.Semaphore(4)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers={"User-Agent": USER_AGENT}, timeout=120
+    ) as client:
+
+        async def one() -> str:
+            async with semaphore:
+                response = await client.post(
+                    f"{API}/auth/token", data={"username": EMAIL, "password": password}
+                )
+            if response.status_code != 200:
+                raise BenchmarkError(f"/auth/token failed: {response.status_code} {response.text}")
+            return response.json()["refresh_token"]
+
+        return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def refresh_tokens(base_url: str, password: str, count: int) -> list[str]:
+    return asyncio.run(_refresh_tokens(base_url, password, count)) if count > 0 else []
+
+
+def ceiling_token(key: bytes, slug: str) -> str:
+    """An access token with the service's claims, for the JWT ceiling app."""
+    now = int(time.time())
+    claims = {
+        "sub": str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
+        "jti": uuid.uuid4().hex,
+        "typ": "access",
+        "iat": now,
+        "exp": now + 24 * 3600,
+        "iss": slug,
+        "aud": slug,
+    }
+    return jwt.encode(claims, key, algorithm="HS256")
+
+
+def median_of(rounds: list[dict]) -> dict:
+    keys = ("rps", "p50_ms", "p99_ms")
+    summary = {key: round(statistics.median(r[key] for r in rounds), 3) for key in keys}
+    for key in ("requests", "errors", "starved"):
+        summary[key] = sum(r.get(key, 0) for r in rounds)
+    summary["rounds"] = rounds
+    return summary
+
+
+def tool_version(args: list[str]) -> str:
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0] if lines and result.returncode in (0, 1) else "unknown"
+
+
+def httpx_version() -> str:
+    import httpx
+
+    return httpx.__version__
+
+
+# --------------------------------------------------------------------------- the run
+@dataclass
+class Target:
+    """One way of serving the service, with its ceiling app served the same way."""
+
+    key: str  # "uvicorn" | "prod"
+    title: str
+    service: Server
+    ceiling: Server
+    password: str
+    pool: list[str] = field(default_factory=list)  # unused refresh tokens
+
+
+class Benchmark:
+    def __init__(self, args: argparse.Namespace, client: str) -> None:
+        self.args = args
+        self.client = client
+        self.procs = Processes()
+        self.scratch = Path(tempfile.mkdtemp(prefix="fastapi-auth-bench-"))
+        self.jwt_key = secrets.token_bytes(64)
+
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    def run(self) -> dict:
+        args = self.args
+        postgres, redis = Postgres(), Redis(self.procs)
+        try:
+            self.log(f"rendering {args.variant.id} into {self.scratch}")
+            project = render(args.variant, self.scratch / "render")
+            if args.variant.database == "postgresql":
+                self.log("starting PostgreSQL")
+                postgres.start()
+            if args.variant.rate_limiter == "redis":
+                self.log("starting redis-server")
+                redis.start()
+            params = argon2_parameters(project, clean_env())
+            results: dict = {"meta": self.meta(project, params), "targets": {}}
+            kinds = ["uvicorn"] if args.skip_prod else ["uvicorn", "prod"]
+            for index, kind in enumerate(kinds):
+                if args.variant.database == "postgresql":
+                    database_url = postgres.create_database(f"bench_{kind}")
+                else:
+                    database_url = f"sqlite+aiosqlite:///{self.scratch / f'{kind}.db'}"
+                redis_url = redis.url(index) if args.variant.rate_limiter == "redis" else None
+                env = service_env(database_url, redis_url, args.rate_limits)
+                results["targets"][kind] = self.measure_target(kind, project, env, params)
+            results["meta"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            return results
+        finally:
+            self.procs.stop_all()
+            postgres.stop()
+            redis.stop()
+            if args.keep:
+                print(f"kept {self.scratch}", file=sys.stderr)
+            else:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def meta(self, project: Path, params: dict[str, int]) -> dict:
+        args = self.args
+        commit = tool_version(["git", "-C", str(TEMPLATE_DIR), "rev-parse", "--short", "HEAD"])
+        return {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "variant": args.variant.id,
+            "client": self.client,
+            "client_version": (
+                " ".join(tool_version(["wrk", "--version"]).split()[:2])
+                if self.client == "wrk"
+                else f"httpx {httpx_version()}"
+            ),
+            "template_commit": commit,
+            "cpus": os.cpu_count(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "connections": args.connections,
+            "login_connections": args.login_connections,
+            "wrk_threads": args.threads,
+            "rate_limits": (
+                "RATE_LIMIT_ENABLED=false (login limits would stop the login load)"
+                if args.rate_limits == "off"
+                else "limits on at 1000000/minute (limiter on the login path, never hit)"
+            ),
+            "argon2": params,
+            "project": project.name,
+        }
+
+    # ----------------------------------------------------------------------- one target
+    def start_target(self, kind: str, project: Path, env: dict[str, str]) -> Target:
+        args = self.args
+        logs = self.scratch / "logs"
+        logs.mkdir(exist_ok=True)
+        password = secrets.token_urlsafe(24)
+        port, ceiling_port = free_port(), free_port()
+        ceiling_env = clean_env(
+            BENCH_JWT_KEY=self.jwt_key.hex(),
+            BENCH_JWT_ISSUER=project.name,
+            BENCH_JWT_AUDIENCE=project.name,
+        )
+        if kind == "uvicorn":
+            title = "uvicorn, 1 worker"
+            self.log("alembic upgrade head")
+            run_checked([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=project, env=env,
+                        what="alembic upgrade head")  # fmt: skip
+            self.log(f"starting the service: uvicorn app.main:app --workers 1 --port {port}")
+            service = start_server(
+                self.procs, name="service (uvicorn)",
+                args=uvicorn_args("app.main:app", port), cwd=project, env=env, port=port,
+                ready_path="/health/live", log=logs / "service-uvicorn.log", gunicorn=False,
+                shown_command=f"uvicorn app.main:app --workers 1 --port {port} --no-access-log",
+            )  # fmt: skip
+            ceiling = start_server(
+                self.procs, name="ceiling app (uvicorn)",
+                args=uvicorn_args("ceiling_app:app", ceiling_port, "--app-dir", str(BENCH_DIR)),
+                cwd=BENCH_DIR, env=ceiling_env, port=ceiling_port, ready_path="/bare",
+                log=logs / "ceiling-uvicorn.log", gunicorn=False,
+                shown_command=f"uvicorn ceiling_app:app --workers 1 --port {ceiling_port} "
+                "--no-access-log --app-dir benchmarks",
+            )  # fmt: skip
+        else:
+            title = f"scripts/start.sh (gunicorn, {args.workers} uvicorn workers)"
+            self.log(f"starting the service: WEB_CONCURRENCY={args.workers} PORT={port} "
+                     "scripts/start.sh")  # fmt: skip
+            service = start_server(
+                self.procs, name="service (scripts/start.sh)",
+                args=["sh", "scripts/start.sh"], cwd=project,
+                env={**env, "PORT": str(port), "WEB_CONCURRENCY": str(args.workers)},
+                port=port, ready_path="/health/live", log=logs / "service-prod.log",
+                gunicorn=True, workers=args.workers,
+                shown_command=f"WEB_CONCURRENCY={args.workers} PORT={port} scripts/start.sh",
+            )  # fmt: skip
+            ceiling = start_server(
+                self.procs, name="ceiling app (gunicorn)",
+                args=gunicorn_args("ceiling_app:app", ceiling_port, args.workers,
+                                   "--chdir", str(BENCH_DIR)),
+                cwd=BENCH_DIR, env=ceiling_env, port=ceiling_port, ready_path="/bare",
+                log=logs / "ceiling-gunicorn.log", gunicorn=True, workers=args.workers,
+                shown_command=f"gunicorn ceiling_app:app -k uvicorn_worker.UvicornWorker "
+                f"-w {args.workers} -b 127.0.0.1:{ceiling_port} --access-logfile - "
+                "--chdir benchmarks",
+            )  # fmt: skip
+        self.log(f"service pid {service.process.pid}, ceiling app pid {ceiling.process.pid}")
+        self.log(f"seeding {EMAIL} with: python -m app.cli create-admin")
+        seed_user(project, env, EMAIL, password)
+        return Target(kind, title, service, ceiling, password)
+
+    def measure_target(
+        self, kind: str, project: Path, env: dict[str, str], params: dict[str, int]
+    ) -> dict:
+        target = self.start_target(kind, project, env)
+        try:
+            rounds: dict[str, list[dict]] = {}
+            for number in range(1, self.args.rounds + 1):
+                self.log(f"{target.title}: round {number}/{self.args.rounds}")
+                for name, result in self.one_round(target, project, params).items():
+                    rounds.setdefault(name, []).append(result)
+            # wrk stops with logins still queued in the service: let them finish first.
+            time.sleep(RSS_SETTLE_SECONDS)
+            memory = [{"pid": pid, **memory_mib(pid)} for pid in target.service.worker_pids()]
+        finally:
+            self.procs.stop(target.service.process)
+            self.procs.stop(target.ceiling.process)
+        measurements = {
+            name: (median_of(values) if name != "argon2_ceiling" else self.argon2_median(values))
+            for name, values in rounds.items()
+        }
+        measurements["worker_rss"] = {
+            "rss_mib": round(max(m["rss_mib"] for m in memory), 1),
+            "peak_rss_mib": round(max(m["peak_rss_mib"] for m in memory), 1),
+            "workers": memory,
+        }
+        return {
+            "title": target.title,
+            "service_command": target.service.command,
+            "ceiling_command": target.ceiling.command,
+            "measurements": measurements,
+            "checks": report.checks(measurements),
+        }
+
+    @staticmethod
+    def argon2_median(rounds: list[dict]) -> dict:
+        return {
+            "rps": statistics.median(r["rate"] for r in rounds),
+            "verify_p50_ms": statistics.median(r["verify_p50_ms"] for r in rounds),
+            "processes": rounds[0]["processes"],
+            "rounds": rounds,
+        }
+
+    def one_round(self, target: Target, project: Path, params: dict[str, int]) -> dict[str, dict]:
+        args = self.args
+        service, ceiling = target.service.base_url, target.ceiling.base_url
+        cookie = access_cookie(service, target.password)
+        ua = {"User-Agent": USER_AGENT}
+        me = Job("users_me", service, f"{API}/users/me", args.connections,
+                 headers={**ua, "Cookie": f"access_token={cookie}"})  # fmt: skip
+        login_body = json.dumps({"email": EMAIL, "password": target.password}).encode()
+        json_headers = {**ua, "Content-Type": "application/json"}
+        login = Job("login", service, f"{API}/auth/login", args.login_connections,
+                    method="POST", headers=json_headers, body=login_body)  # fmt: skip
+        refresh = Job("refresh", service, f"{API}/auth/refresh", args.connections,
+                      method="POST", headers=json_headers, refresh_tokens=target.pool)  # fmt: skip
+        token = ceiling_token(self.jwt_key, project.name)
+        plan: list[tuple[list[str], list[Job]]] = [
+            (["ceiling_bare"], [Job("ceiling_bare", ceiling, "/bare", args.connections,
+                                    headers=ua)]),
+            (["ceiling_jwt"], [Job("ceiling_jwt", ceiling, "/jwt", args.connections,
+                                   headers={**ua, "Cookie": f"access_token={token}"})]),
+            (["users_me"], [me]),
+            (["refresh"], [refresh]),
+            (["login"], [login]),
+            (["argon2_ceiling"], []),
+            (["users_me_storm", "login_storm"], [me, login]),
+        ]  # fmt: skip
+        results: dict[str, dict] = {}
+        for names, jobs in plan:
+            if names == ["argon2_ceiling"]:
+                results["argon2_ceiling"] = self.argon2(params)
+                continue
+            measured = self.load(target, jobs)
+            for name, result in zip(names, measured, strict=True):
+                results[name] = result.as_dict()
+                if result.requests == 0:
+                    self.log(f"  WARNING: no {name} request completed in {args.duration:g} s; "
+                             "use a longer --duration (or fewer --login-connections)")  # fmt: skip
+            self.log(
+                "  " + "; ".join(
+                    f"{name}: {r.rps:.1f} req/s p50 {r.p50_ms:.1f} ms p99 {r.p99_ms:.1f} ms"
+                    + (f" ERRORS {r.errors}" if r.errors else "")
+                    for name, r in zip(names, measured, strict=True)
+                )
+            )  # fmt: skip
+        return results
+
+    def load(self, target: Target, jobs: list[Job]) -> list[LoadResult]:
+        """Warm-up with the same load, then the measurement."""
+        results: list[LoadResult] = []
+        for seconds in (self.args.warmup, self.args.duration):
+            if seconds <= 0:
+                continue
+            for job in jobs:
+                if job.refresh_tokens is not None:
+                    self.top_up(target, job.connections)
+            results = run_jobs(self.client, jobs, seconds, self.procs, self.args.threads)
+        return results
+
+    def top_up(self, target: Target, connections: int) -> None:
+        """At least one unused refresh token per connection, plus a few spare."""
+        wanted = connections + max(2, connections // 4)
+        missing = wanted - len(target.pool)
+        if missing > 0:
+            target.pool.extend(refresh_tokens(target.service.base_url, target.password, missing))
+
+    def argon2(self, params: dict[str, int]) -> dict:
+        command = [
+            PYTHON, "-m", "benchmarks.argon2_ceiling", "--seconds", str(self.args.duration),
+            "--time-cost", str(params["time_cost"]), "--memory-cost", str(params["memory_cost"]),
+            "--parallelism", str(params["parallelism"]),
+        ]  # fmt: skip
+        process = self.procs.start(command, cwd=TEMPLATE_DIR, env=clean_env(), capture=True)
+        try:
+            out, err = process.communicate(timeout=self.args.duration + 120)
+        finally:
+            self.procs.stop(process)  # the whole group: the pool's processes too
+        if process.returncode != 0:
+            raise BenchmarkError(f"argon2 ceiling failed:\n{out.decode()}{err.decode()}")
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        self.log(f"  argon2_ceiling: {result['rate']:.2f} verifies/s on {result['processes']} "
+                 f"processes, one verify {result['verify_p50_ms']:.0f} ms")  # fmt: skip
+        return result

@@ -1,0 +1,63 @@
+"""`python -m benchmarks --quick` runs end to end and reports every measurement.
+
+No timing assertions: the numbers only have to exist, be positive and come from requests that
+succeeded (a refresh that reused a token or a login that failed would show up as errors).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from support import TEMPLATE_DIR, output_of, run
+
+LOAD_MEASUREMENTS = (
+    "ceiling_bare",
+    "ceiling_jwt",
+    "users_me",
+    "refresh",
+    "login",
+    "users_me_storm",
+    "login_storm",
+)
+CHECKS = (
+    "users_me_vs_jwt_ceiling",
+    "users_me_vs_bare_ceiling",
+    "refresh_vs_jwt_ceiling",
+    "login_vs_argon2_ceiling",
+    "users_me_p99_storm_vs_calm",
+    "worker_rss_mib",
+)
+
+
+def test_quick_benchmark_reports_every_measurement(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    result = run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--client", "python",
+         "--output", str(output)],
+        cwd=TEMPLATE_DIR,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, output_of(result)
+
+    results = json.loads(output.read_text())
+    assert results["meta"]["client"] == "python"
+    assert list(results["targets"]) == ["uvicorn"]  # --quick skips the production command
+    target = results["targets"]["uvicorn"]
+    measurements = target["measurements"]
+    for name in LOAD_MEASUREMENTS:
+        numbers = measurements[name]
+        assert numbers["requests"] > 0, name
+        for key in ("rps", "p50_ms", "p99_ms"):
+            assert numbers[key] > 0, (name, key, numbers)
+        assert numbers["errors"] == 0, (name, numbers)
+        assert numbers["starved"] == 0, (name, numbers)
+    assert measurements["argon2_ceiling"]["rps"] > 0
+    assert measurements["worker_rss"]["rss_mib"] > 0
+    for name in CHECKS:
+        assert target["checks"][name]["value"] > 0, name
+
+    table = output.with_suffix(".md").read_text()
+    assert "GET /api/v1/users/me" in table
+    assert "POST /api/v1/auth/login" in table
