@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await context.mailer.wait_idle()
+        context.passwords.close()
         await engine.dispose()
 
     app = FastAPI(

@@ -19,10 +19,12 @@ from app.utils.client_ip import client_ip
 from app.utils.cookies import ACCESS_COOKIE, CSRF_COOKIE
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Dependencies are `async def` even when they do not await: FastAPI runs plain `def`
+# dependencies in a worker thread, a needless hop on every request.
 CSRF_HEADER = "X-CSRF-Token"
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
     return request.app.state.context
 
 
@@ -37,7 +39,7 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
 Db = Annotated[AsyncSession, Depends(get_db)]
 
 
-def get_client(request: Request, ctx: Ctx) -> ClientInfo:
+async def get_client(request: Request, ctx: Ctx) -> ClientInfo:
     peer = request.client.host if request.client else None
     return ClientInfo(
         ip=client_ip(peer, request.headers.get("x-forwarded-for"), ctx.settings.trusted_networks),
@@ -48,11 +50,11 @@ def get_client(request: Request, ctx: Ctx) -> ClientInfo:
 Client = Annotated[ClientInfo, Depends(get_client)]
 
 
-def get_auth_service(db: Db, ctx: Ctx) -> AuthService:
+async def get_auth_service(db: Db, ctx: Ctx) -> AuthService:
     return AuthService(db, ctx)
 
 
-def get_session_service(db: Db, ctx: Ctx) -> SessionService:
+async def get_session_service(db: Db, ctx: Ctx) -> SessionService:
     return SessionService(db, ctx)
 
 

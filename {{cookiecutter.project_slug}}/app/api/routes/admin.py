@@ -20,7 +20,7 @@ from app.services.admin import AdminService
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
-def get_admin_service(db: Db, ctx: Ctx) -> AdminService:
+async def get_admin_service(db: Db, ctx: Ctx) -> AdminService:
     return AdminService(db, ctx)
 
 

@@ -33,7 +33,7 @@ class UnsupportedMediaType(ServiceError):
     detail = "Send a JSON body with Content-Type: application/json"
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Login CSRF: a foreign page can post a form, but not a JSON body."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
