@@ -51,3 +51,26 @@ async def test_list_users_and_revoke_sessions(signed_in, db):
     sessions = (await db.exec(select(DeviceSession))).all()
     assert all(s.revoked_at is not None for s in sessions)
     assert (await signed_in.get("/api/v1/users/me")).status_code == 401
+
+
+def test_create_admin_prompts_twice_without_admin_password(app):  # app: cleans up after
+    def create(answers: str) -> subprocess.CompletedProcess[str]:
+        environ = {**os.environ, "DATABASE_URL": TEST_SETTINGS["database_url"]}
+        environ.pop("ADMIN_PASSWORD", None)
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", "create-admin", "prompted@example.com"],
+            cwd=PROJECT,
+            env=environ,
+            input=answers,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    mismatch = create(f"{PASSWORD}\n{PASSWORD}x\n")
+    assert mismatch.returncode != 0
+    assert "do not match" in mismatch.stderr
+    matching = create(f"{PASSWORD}\n{PASSWORD}\n")
+    assert matching.returncode == 0, matching.stderr
+    assert "Admin ready: prompted@example.com" in matching.stdout

@@ -52,6 +52,15 @@ class TestPerIp:
             assert (await attempt(client, email=f"user{n}@example.com")).status_code == 401
         assert (await attempt(client, email="other@example.com")).status_code == 429
 
+    async def test_the_token_endpoint_shares_the_login_limits(self, client):
+        for n in range(4):
+            await attempt(client, email=f"user{n}@example.com")
+        response = await client.post(
+            "/api/v1/auth/token", data={"username": "x@example.com", "password": PASSWORD}
+        )
+        assert response.status_code == 429
+        assert "retry-after" in response.headers
+
     async def test_forwarded_for_is_ignored_from_untrusted_peers(self, client):
         for n in range(4):
             await attempt(client, email=f"user{n}@example.com")

@@ -40,6 +40,18 @@ async def test_register_sends_a_verification_link_and_login_waits_for_it(client,
     ).status_code == 200
 
 
+async def test_email_links_ignore_the_host_header(client, outbox, app):
+    """Links come from FRONTEND_URL: a forged Host cannot redirect a token to an attacker."""
+    await client.post(
+        "/api/v1/auth/register",
+        json={"email": "host@example.com", "password": PASSWORD},
+        headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"},
+    )
+    await app.state.context.mailer.wait_idle()
+    assert "evil.example" not in outbox[0].text + outbox[0].html
+    token_from(outbox[0])  # and the link points at the frontend
+
+
 async def test_verification_token_works_once(client, outbox, app):
     await register(client)
     await app.state.context.mailer.wait_idle()
