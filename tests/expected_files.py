@@ -56,6 +56,7 @@ COMMON = {
     "app/schemas/__init__.py",
     "app/schemas/admin.py",
     "app/schemas/auth.py",
+    "app/schemas/errors.py",
     "app/schemas/user.py",
     "app/services/__init__.py",
     "app/services/admin.py",
