@@ -38,6 +38,7 @@ COMMON = {
     "app/core/__init__.py",
     "app/core/config.py",
     "app/core/headers.py",
+    "app/core/logging.py",
     "app/core/passwords.py",
     "app/core/rate_limit.py",
     "app/core/security.py",

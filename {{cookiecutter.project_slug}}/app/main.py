@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from app.api.router import api_router, health_router
 from app.core.config import Settings, get_settings
 from app.core.headers import SecurityHeadersMiddleware
+from app.core.logging import configure_logging
 from app.core.rate_limit import RateLimitExceeded
 from app.db.session import create_engine, create_sessionmaker
 from app.services.context import Context
@@ -21,6 +22,7 @@ logger = logging.getLogger("app")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings.log_level)
     engine = create_engine(settings)
     context = Context.from_settings(settings)
 

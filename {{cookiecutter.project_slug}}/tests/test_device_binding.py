@@ -97,3 +97,18 @@ async def test_an_expired_session_stops_access_at_once(client, alice, db):
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
     assert (await refresh(client, tokens["refresh_token"])).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "label"),
+    [
+        (FIREFOX_134, "Firefox on Linux"),
+        (CHROME_LINUX, "Chrome on Linux"),
+        ("curl/8.5.0", "curl"),
+        ("", "Unknown device"),
+    ],
+)
+def test_device_labels_are_readable(user_agent, label):
+    from app.utils.user_agent import parse_device
+
+    assert parse_device(user_agent).label == label

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
 
     project_name: str = {{ cookiecutter.project_name | python_string }}
     environment: Literal["development", "test", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     secret_key: SecretStr
     {%- if cookiecutter.database == "postgresql" %}
     database_url: str = "postgresql+asyncpg://app:app@localhost:5432/app"

@@ -14,9 +14,8 @@ class Device:
 
     @property
     def label(self) -> str:
-        if self.browser == "Other" and self.os == "Other":
-            return "Unknown device"
-        return f"{self.browser} on {self.os}"
+        known = [name for name in (self.browser, self.os) if name != "Other"]
+        return " on ".join(known) or "Unknown device"
 
     @property
     def fingerprint(self) -> str:
