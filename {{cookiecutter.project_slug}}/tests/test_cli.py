@@ -11,12 +11,16 @@ from app.services.users import roles_and_permissions
 from tests.conftest import PASSWORD, PROJECT, TEST_SETTINGS, find_user, login
 
 
-def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, answers: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m app.cli ARGS`; `answers` are typed at its prompts."""
     environ = {**os.environ, "DATABASE_URL": TEST_SETTINGS["database_url"], **env}
+    if "ADMIN_PASSWORD" not in env:
+        environ.pop("ADMIN_PASSWORD", None)
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         cwd=PROJECT,
         env=environ,
+        input=answers,
         capture_output=True,
         text=True,
         timeout=60,
@@ -54,23 +58,9 @@ async def test_list_users_and_revoke_sessions(signed_in, db):
 
 
 def test_create_admin_prompts_twice_without_admin_password(app):  # app: cleans up after
-    def create(answers: str) -> subprocess.CompletedProcess[str]:
-        environ = {**os.environ, "DATABASE_URL": TEST_SETTINGS["database_url"]}
-        environ.pop("ADMIN_PASSWORD", None)
-        return subprocess.run(
-            [sys.executable, "-m", "app.cli", "create-admin", "prompted@example.com"],
-            cwd=PROJECT,
-            env=environ,
-            input=answers,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    mismatch = create(f"{PASSWORD}\n{PASSWORD}x\n")
+    mismatch = cli("create-admin", "prompted@example.com", answers=f"{PASSWORD}\n{PASSWORD}x\n")
     assert mismatch.returncode != 0
     assert "do not match" in mismatch.stderr
-    matching = create(f"{PASSWORD}\n{PASSWORD}\n")
+    matching = cli("create-admin", "prompted@example.com", answers=f"{PASSWORD}\n{PASSWORD}\n")
     assert matching.returncode == 0, matching.stderr
     assert "Admin ready: prompted@example.com" in matching.stdout

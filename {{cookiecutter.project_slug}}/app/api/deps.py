@@ -139,25 +139,22 @@ def require_permissions(*names: str) -> Callable[[Grants], Awaitable[Principal]]
     Use it as `dependencies=[Depends(require_permissions("users:read"))]`, or as a
     parameter annotated `Annotated[Principal, Depends(require_permissions(...))]`.
     """
-    required = frozenset(names)
-
-    async def check_permissions(grants: CurrentGrants) -> Principal:
-        missing = required - grants.permissions
-        if missing:
-            raise PermissionDenied(f"Missing permission: {', '.join(sorted(missing))}")
-        return grants.principal
-
-    return check_permissions
+    return _require("permission", frozenset(names), lambda grants: grants.permissions)
 
 
 def require_roles(*names: str) -> Callable[[Grants], Awaitable[Principal]]:
     """Like `require_permissions`, for role names (the user must hold every one)."""
-    required = frozenset(names)
+    return _require("role", frozenset(names), lambda grants: grants.roles)
 
-    async def check_roles(grants: CurrentGrants) -> Principal:
-        missing = required - grants.roles
+
+def _require(
+    kind: str, required: frozenset[str], held: Callable[[Grants], frozenset[str]]
+) -> Callable[[Grants], Awaitable[Principal]]:
+    async def check(grants: CurrentGrants) -> Principal:
+        missing = required - held(grants)
         if missing:
-            raise PermissionDenied(f"Missing role: {', '.join(sorted(missing))}")
+            raise PermissionDenied(f"Missing {kind}: {', '.join(sorted(missing))}")
         return grants.principal
 
-    return check_roles
+    check.__name__ = f"check_{kind}s"  # names the check in tracebacks and route introspection
+    return check

@@ -47,8 +47,7 @@ class AuthService:
 
     async def resend_verification(self, email: str, client: ClientInfo) -> None:
         email = users.normalize_email(email)
-        await self.ctx.limiter.hit(self.ctx.limits.email_ip, client.ip_key)
-        await self.ctx.limiter.hit(self.ctx.limits.email, email)
+        await self._limit_emails(email, client)
         user = await users.get_by_email(self.db, email)
         if user is not None and not user.is_verified and user.is_active:
             await self._send_verification(user)
@@ -123,8 +122,7 @@ class AuthService:
     async def forgot_password(self, email: str, client: ClientInfo) -> None:
         """Email a reset link when the account exists; the caller always answers 202."""
         email = users.normalize_email(email)
-        await self.ctx.limiter.hit(self.ctx.limits.email_ip, client.ip_key)
-        await self.ctx.limiter.hit(self.ctx.limits.email, email)
+        await self._limit_emails(email, client)
         user = await users.get_by_email(self.db, email)
         if user is None or not user.is_active:
             return
@@ -208,6 +206,11 @@ class AuthService:
         await users.set_password(self.db, user, await self.ctx.passwords.hash(new_password))
         await one_time_tokens.revoke_all(self.db, user.id)
         await self.sessions.revoke_all(user.id, "password_changed", client, keep=keep)
+
+    async def _limit_emails(self, email: str, client: ClientInfo) -> None:
+        """Requests that make us send email are limited per address and per client IP."""
+        await self.ctx.limiter.hit(self.ctx.limits.email_ip, client.ip_key)
+        await self.ctx.limiter.hit(self.ctx.limits.email, email)
 
     def _send_password_notice(self, user: User) -> None:
         self.ctx.mailer.send_later(

@@ -1,5 +1,7 @@
 """The only place that sets or clears the auth cookies."""
 
+from typing import Protocol
+
 from fastapi import Response
 
 from app.core.config import Settings
@@ -10,9 +12,13 @@ CSRF_COOKIE = "csrf_token"
 REFRESH_COOKIE_PATH = "/api/v1/auth"
 
 
-def set_auth_cookies(
-    response: Response, settings: Settings, *, access: str, refresh: str, csrf: str
-) -> None:
+class BrowserTokens(Protocol):
+    access_token: str
+    refresh_token: str
+    csrf_token: str
+
+
+def set_auth_cookies(response: Response, settings: Settings, tokens: BrowserTokens) -> None:
     common = {
         "secure": settings.cookie_secure,
         "samesite": settings.cookie_samesite,
@@ -20,7 +26,7 @@ def set_auth_cookies(
     }
     response.set_cookie(
         ACCESS_COOKIE,
-        access,
+        tokens.access_token,
         max_age=settings.access_token_ttl_seconds,
         path="/",
         httponly=True,
@@ -28,7 +34,7 @@ def set_auth_cookies(
     )
     response.set_cookie(
         REFRESH_COOKIE,
-        refresh,
+        tokens.refresh_token,
         max_age=settings.refresh_token_ttl_seconds,
         path=REFRESH_COOKIE_PATH,
         httponly=True,
@@ -37,7 +43,7 @@ def set_auth_cookies(
     # Readable by JavaScript on purpose: the frontend echoes it in the X-CSRF-Token header.
     response.set_cookie(
         CSRF_COOKIE,
-        csrf,
+        tokens.csrf_token,
         max_age=settings.refresh_token_ttl_seconds,
         path="/",
         httponly=False,

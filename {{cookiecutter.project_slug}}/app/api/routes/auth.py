@@ -65,13 +65,7 @@ async def login(
 ) -> LoginResponse:
     """Browser sign-in: sets HttpOnly token cookies and returns the CSRF token."""
     user, tokens = await auth.login(body.email, body.password, client)
-    set_auth_cookies(
-        response,
-        ctx.settings,
-        access=tokens.access_token,
-        refresh=tokens.refresh_token,
-        csrf=tokens.csrf_token,
-    )
+    set_auth_cookies(response, ctx.settings, tokens)
     return LoginResponse(
         user=await users.to_read_model(auth.db, user), csrf_token=tokens.csrf_token
     )
@@ -106,13 +100,7 @@ async def refresh(
     session_id = sessions.session_id_of(refresh_cookie)
     check_csrf(request, ctx, str(session_id))
     tokens = await sessions.rotate(refresh_cookie, client)
-    set_auth_cookies(
-        response,
-        ctx.settings,
-        access=tokens.access_token,
-        refresh=tokens.refresh_token,
-        csrf=tokens.csrf_token,
-    )
+    set_auth_cookies(response, ctx.settings, tokens)
     return CsrfToken(csrf_token=tokens.csrf_token)
 
 
