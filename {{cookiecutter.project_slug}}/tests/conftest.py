@@ -21,7 +21,8 @@ TEST_SETTINGS = {
     "environment": "test",
     "secret_key": secrets.token_urlsafe(48),
     "database_url": TEST_DATABASE_URL,
-    "redis_url": None,
+    # With TEST_REDIS_URL every test runs on the Redis limiter: same behaviour, both backends.
+    "redis_url": TEST_REDIS_URL,
     "argon2_time_cost": 1,
     "argon2_memory_cost": 1024,
     "argon2_parallelism": 1,
@@ -80,6 +81,20 @@ class Outbox(list[Email]):
 
     def to(self, address: str, subject_part: str = "") -> list[Email]:
         return [m for m in self if m.to == address and subject_part in m.subject]
+
+
+@pytest.fixture(autouse=True)
+async def empty_redis() -> AsyncIterator[None]:
+    """Every test starts with no rate-limit counters in Redis."""
+    if TEST_REDIS_URL is None:
+        yield
+        return
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(TEST_REDIS_URL)
+    await redis.flushdb()
+    yield
+    await redis.aclose()
 
 
 @pytest.fixture

@@ -19,15 +19,6 @@ pytestmark = pytest.mark.skipif(
 LOGIN = {"email": "x@example.com", "password": PASSWORD}
 
 
-@pytest.fixture(autouse=True)
-async def empty_redis():
-    redis = Redis.from_url(TEST_REDIS_URL)
-    await redis.flushdb()
-    yield
-    await redis.flushdb()
-    await redis.aclose()
-
-
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
