@@ -33,3 +33,9 @@ def test_comma_separated_lists_from_the_environment(monkeypatch):
 def test_secret_key_never_shows_in_repr():
     settings = make_settings()
     assert settings.secret_key.get_secret_value() not in repr(settings)
+
+
+def test_password_minimum_may_be_lowered_to_eight_but_no_further():
+    assert make_settings(password_min_length=8).password_min_length == 8
+    with pytest.raises(ValidationError, match="greater than or equal to 8"):
+        make_settings(password_min_length=7)

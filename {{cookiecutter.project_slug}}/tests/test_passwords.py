@@ -4,7 +4,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.conftest import PASSWORD, login
+from tests.conftest import PASSWORD, create_user, login
 
 NEW_PASSWORD = "a much better passphrase 2026"
 
@@ -176,3 +176,14 @@ async def test_reset_tokens_die_when_the_email_changes(signed_in, app, outbox):
         "/api/v1/auth/password/reset", json={"token": token, "new_password": NEW_PASSWORD}
     )
     assert response.status_code == 400
+
+
+async def test_long_passwords_are_never_truncated(client, app):
+    password = "correct horse " * 9  # 126 code points, well past bcrypt's 72-byte cut-off
+    await create_user(app, "long@example.com", password=password)
+    assert (await login_attempt(client, "long@example.com", password[:72])).status_code == 401
+    assert (await login_attempt(client, "long@example.com", password)).status_code == 200
+
+
+async def login_attempt(client, email, password):
+    return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
