@@ -1,4 +1,8 @@
-"""Dependencies that turn a request into what services need: database, client, principal."""
+"""Dependencies that turn a request into what services need: database, client, principal.
+
+They are `async def` even when they never await: FastAPI runs plain `def` dependencies in a
+worker thread, a needless hop on every request.
+"""
 
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,8 +23,6 @@ from app.utils.client_ip import client_ip
 from app.utils.cookies import ACCESS_COOKIE, CSRF_COOKIE
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Dependencies are `async def` even when they do not await: FastAPI runs plain `def`
-# dependencies in a worker thread, a needless hop on every request.
 CSRF_HEADER = "X-CSRF-Token"
 
 
