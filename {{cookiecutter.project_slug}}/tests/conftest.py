@@ -8,6 +8,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,24 @@ async def create_user(
         db.add(user)
         await db.commit()
         return user
+
+
+@asynccontextmanager
+async def browser(
+    app: FastAPI,
+    email: str,
+    user_agent: str = BROWSER,
+    ip: str = "127.0.0.1",
+) -> AsyncIterator[AsyncClient]:
+    """Another browser with its own cookie jar, signed in as `email`, CSRF header set."""
+    async with AsyncClient(
+        transport=ASGITransport(app=app, client=(ip, 4000)),
+        base_url="https://testserver",
+        headers={"User-Agent": user_agent},
+    ) as http:
+        response = await login(http, email)
+        http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+        yield http
 
 
 async def login(client: AsyncClient, email: str = "alice@example.com", password: str = PASSWORD):

@@ -2,15 +2,14 @@
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from sqlmodel import select
 
 from app.models import AuditEvent, DeviceSession, Role, User, UserRole
 from app.schemas.user import UserRead
-from tests.conftest import BROWSER, create_user, login
+from tests.conftest import browser, create_user, login
 
 ALL_PERMISSIONS = [
     "roles:read",
@@ -38,19 +37,6 @@ async def grant_role(app, user: User, role_name: str) -> None:
         await db.commit()
 
 
-@asynccontextmanager
-async def signed_in_client(app, email: str) -> AsyncIterator[AsyncClient]:
-    """Another browser: its own cookie jar, signed in as `email`, CSRF header set."""
-    async with AsyncClient(
-        transport=ASGITransport(app=app),
-        base_url="https://testserver",
-        headers={"User-Agent": BROWSER},
-    ) as http:
-        response = await login(http, email)
-        http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
-        yield http
-
-
 @pytest.fixture
 async def root(app) -> User:
     user = await create_user(app, "root@example.com")
@@ -73,7 +59,7 @@ async def bob(app) -> User:
 
 @pytest.fixture
 async def bob_client(app, bob) -> AsyncIterator[AsyncClient]:
-    async with signed_in_client(app, "bob@example.com") as http:
+    async with browser(app, "bob@example.com") as http:
         yield http
 
 
@@ -168,7 +154,7 @@ async def test_patch_is_verified(admin, app):
 
 
 async def test_deactivation_revokes_every_session_at_once(app, admin, bob, bob_client, db):
-    async with signed_in_client(app, "bob@example.com") as other_device:
+    async with browser(app, "bob@example.com") as other_device:
         assert (await bob_client.get("/api/v1/users/me")).status_code == 200
 
         response = await admin.patch(f"/api/v1/admin/users/{bob.id}", json={"is_active": False})
@@ -228,7 +214,7 @@ async def test_the_last_active_admin_cannot_be_removed_by_someone_else(app, admi
     assert created.status_code == 201
     manager = await create_user(app, "manager@example.com")
     await grant_role(app, manager, "user-manager")
-    async with signed_in_client(app, "manager@example.com") as http:
+    async with browser(app, "manager@example.com") as http:
         url = f"/api/v1/admin/users/{root.id}"
         attempts = [
             ("PATCH", {"roles": ["user"]}),
@@ -250,7 +236,7 @@ async def test_the_last_active_admin_cannot_be_removed_by_someone_else(app, admi
 
 
 async def test_list_and_revoke_another_users_sessions(app, admin, bob, bob_client, db):
-    async with signed_in_client(app, "bob@example.com"):
+    async with browser(app, "bob@example.com"):
         url = f"/api/v1/admin/users/{bob.id}/sessions"
         response = await admin.get(url)
         assert response.status_code == 200

@@ -1,12 +1,8 @@
 """Device sessions: list, revoke one, revoke all; never another user's."""
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from httpx import ASGITransport, AsyncClient
-
-from tests.conftest import PASSWORD, create_user, login
+from tests.conftest import PASSWORD, browser, create_user, login
 
 CHROME_MAC = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
@@ -14,17 +10,9 @@ CHROME_MAC = (
 )
 
 
-@asynccontextmanager
-async def second_device(app, email="alice@example.com") -> AsyncIterator[AsyncClient]:
+def second_device(app, email="alice@example.com"):
     """The same account signed in from a Mac, from another address."""
-    async with AsyncClient(
-        transport=ASGITransport(app=app, client=("198.51.100.7", 4000)),
-        base_url="https://testserver",
-        headers={"User-Agent": CHROME_MAC},
-    ) as http:
-        response = await login(http, email)
-        http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
-        yield http
+    return browser(app, email, user_agent=CHROME_MAC, ip="198.51.100.7")
 
 
 async def test_sessions_list_devices_and_mark_the_current_one(app, signed_in):

@@ -127,14 +127,7 @@ class AuthService:
         if user is None or not user.is_active:
             return
         ttl = self.ctx.settings.reset_password_token_ttl_seconds
-        token = one_time_tokens.issue(self.db, user, TokenPurpose.RESET_PASSWORD, ttl)
-        await self.db.commit()
-        self.ctx.mailer.send_later(
-            "reset_password",
-            user.email,
-            link=self.ctx.mailer.link("reset-password", token),
-            minutes=ttl // 60,
-        )
+        await self._email_token(user, TokenPurpose.RESET_PASSWORD, ttl, minutes=ttl // 60)
 
     async def reset_password(self, token: str, new_password: str, client: ClientInfo) -> None:
         """Set a new password from an emailed token. No automatic sign-in: every session ends.
@@ -219,14 +212,17 @@ class AuthService:
 
     async def _send_verification(self, user: User) -> None:
         ttl = self.ctx.settings.verify_email_token_ttl_seconds
-        token = one_time_tokens.issue(self.db, user, TokenPurpose.VERIFY_EMAIL, ttl)
+        await self._email_token(user, TokenPurpose.VERIFY_EMAIL, ttl, hours=ttl // 3600)
+
+    async def _email_token(
+        self, user: User, purpose: TokenPurpose, ttl: int, **context: object
+    ) -> None:
+        """Save a fresh one-time token, then mail its link (template and page share its name:
+        `verify_email` -> /verify-email, `reset_password` -> /reset-password)."""
+        token = one_time_tokens.issue(self.db, user, purpose, ttl)
         await self.db.commit()
-        self.ctx.mailer.send_later(
-            "verify_email",
-            user.email,
-            link=self.ctx.mailer.link("verify-email", token),
-            hours=ttl // 3600,
-        )
+        link = self.ctx.mailer.link(purpose.replace("_", "-"), token)
+        self.ctx.mailer.send_later(purpose, user.email, link=link, **context)
 
     def _check_password(self, password: str, email: str) -> None:
         problem = password_problem(password, email, self.ctx.settings.password_min_length)
