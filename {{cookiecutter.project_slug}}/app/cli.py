@@ -11,22 +11,27 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import get_settings
 from app.core.passwords import password_problem
-from app.core.security import PasswordHasher
 from app.db.session import create_engine, create_sessionmaker
-from app.models import DeviceSession, Role, User, UserRole
-from app.models.base import utcnow
+from app.models import Role, User, UserRole
 from app.services import users
+from app.services.context import Context
+from app.services.sessions import SessionService
 
 cli = typer.Typer(help="Administration commands.", no_args_is_help=True)
 
 
-def run(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+def run(work: Callable[[AsyncSession, Context], Awaitable[None]]) -> None:
+    """Run `work` with a database session and the same services the API uses."""
+
     async def main() -> None:
-        engine = create_engine(get_settings())
+        settings = get_settings()
+        engine = create_engine(settings)
+        ctx = Context.from_settings(settings)
         try:
             async with create_sessionmaker(engine)() as db:
-                await work(db)
+                await work(db, ctx)
         finally:
+            ctx.passwords.close()
             await engine.dispose()
 
     asyncio.run(main())
@@ -50,9 +55,9 @@ def create_admin(email: str) -> None:
     """Create an active, verified user with the admin role (or promote an existing one)."""
     email = users.normalize_email(email)
     password = read_password(email)
-    password_hash = PasswordHasher(get_settings()).hash_sync(password)
 
-    async def work(db: AsyncSession) -> None:
+    async def work(db: AsyncSession, ctx: Context) -> None:
+        password_hash = await ctx.passwords.hash(password)
         user = await users.get_by_email(db, email)
         if user is None:
             user = await users.create_user(db, email, password_hash, is_verified=True)
@@ -75,7 +80,7 @@ def create_admin(email: str) -> None:
 def list_users() -> None:
     """Print every user with their state."""
 
-    async def work(db: AsyncSession) -> None:
+    async def work(db: AsyncSession, _ctx: Context) -> None:
         for user in (await db.exec(select(User).order_by(col(User.created_at)))).all():
             roles, _ = await users.roles_and_permissions(db, user.id)
             state = "active" if user.is_active else "disabled"
@@ -89,20 +94,11 @@ def list_users() -> None:
 def revoke_sessions(email: str) -> None:
     """Sign a user out everywhere."""
 
-    async def work(db: AsyncSession) -> None:
+    async def work(db: AsyncSession, ctx: Context) -> None:
         user = await users.get_by_email(db, email)
         if user is None:
             raise typer.BadParameter(f"no user with email {email}")
-        sessions = await db.exec(
-            select(DeviceSession).where(
-                DeviceSession.user_id == user.id, col(DeviceSession.revoked_at).is_(None)
-            )
-        )
-        count = 0
-        for session in sessions.all():
-            session.revoked_at, session.revoked_reason = utcnow(), "revoked_by_operator"
-            db.add(session)
-            count += 1
+        count = await SessionService(db, ctx).revoke_all(user.id, "revoked_by_operator", None)
         await db.commit()
         typer.echo(f"Revoked {count} session(s) of {user.email}")
 

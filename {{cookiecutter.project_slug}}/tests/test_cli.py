@@ -6,7 +6,7 @@ import sys
 
 from sqlmodel import select
 
-from app.models import DeviceSession
+from app.models import AuditEvent, DeviceSession
 from app.services.users import roles_and_permissions
 from tests.conftest import PASSWORD, PROJECT, TEST_SETTINGS, find_user, login
 
@@ -54,6 +54,8 @@ async def test_list_users_and_revoke_sessions(signed_in, db):
     assert "Revoked 1 session" in result.stdout
     sessions = (await db.exec(select(DeviceSession))).all()
     assert all(s.revoked_at is not None for s in sessions)
+    events = (await db.exec(select(AuditEvent.type))).all()
+    assert "session_revoked" in events
     assert (await signed_in.get("/api/v1/users/me")).status_code == 401
 
 

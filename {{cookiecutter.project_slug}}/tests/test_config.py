@@ -39,3 +39,20 @@ def test_password_minimum_may_be_lowered_to_eight_but_no_further():
     assert make_settings(password_min_length=8).password_min_length == 8
     with pytest.raises(ValidationError, match="greater than or equal to 8"):
         make_settings(password_min_length=7)
+
+
+def test_env_example_documents_every_setting():
+    """env.example lists every setting (commented out or set), each under a comment."""
+    from app.core.config import Settings
+    from tests.conftest import PROJECT
+
+    lines = (PROJECT / "env.example").read_text().splitlines()
+    documented = {}
+    for number, line in enumerate(lines):
+        name = line.lstrip("# ").split("=", 1)[0]
+        if "=" in line and name.isupper():
+            documented[name] = number
+    missing = [name.upper() for name in Settings.model_fields if name.upper() not in documented]
+    assert missing == []
+    for name, number in documented.items():
+        assert lines[number - 1].startswith("#"), f"{name} has no comment above it"

@@ -33,6 +33,9 @@ async def test_register_sends_a_verification_link_and_login_waits_for_it(client,
 
     verified = await client.post("/api/v1/auth/verify-email", json={"token": token_from(message)})
     assert verified.status_code == 200
+    await db.refresh(user)
+    assert user.is_verified
+    assert user.updated_at > user.created_at  # set by the database layer on every update
     assert (
         await client.post(
             "/api/v1/auth/login", json={"email": "new.person@example.com", "password": PASSWORD}

@@ -65,10 +65,6 @@ class PasswordHasher:
     async def hash(self, password: str) -> str:
         return await self._run(self._argon2.hash, password)
 
-    def hash_sync(self, password: str) -> str:
-        """For command-line tools that have no event loop to protect."""
-        return self._argon2.hash(password)
-
     async def verify(self, password_hash: str, password: str) -> bool:
         return await self._run(self._verify, password_hash, password)
 

@@ -10,7 +10,6 @@ from app.models.base import created_field, id_field
 class AuditEventType(enum.StrEnum):
     LOGIN_SUCCEEDED = "login_succeeded"
     LOGIN_FAILED = "login_failed"
-    LOGOUT = "logout"
     REFRESH_REUSE_DETECTED = "refresh_reuse_detected"
     SESSION_REVOKED = "session_revoked"
     SESSION_FINGERPRINT_MISMATCH = "session_fingerprint_mismatch"

@@ -41,6 +41,16 @@ def created_field() -> Any:
     return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
+def updated_field() -> Any:
+    """Set on insert and by SQLAlchemy on every UPDATE of the row: nobody has to remember it."""
+    return Field(
+        default_factory=utcnow,
+        sa_type=UTCDateTime,
+        nullable=False,
+        sa_column_kwargs={"onupdate": utcnow},
+    )
+
+
 def timestamp_field(*, index: bool = False) -> Any:
     """An optional moment, such as `revoked_at`."""
     return Field(default=None, sa_type=UTCDateTime, nullable=True, index=index)

@@ -3,7 +3,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from app.models.base import created_field, id_field, timestamp_field
+from app.models.base import created_field, id_field, timestamp_field, updated_field
 
 
 class User(SQLModel, table=True):
@@ -15,6 +15,6 @@ class User(SQLModel, table=True):
     is_active: bool = True
     is_verified: bool = False
     created_at: datetime = created_field()
-    updated_at: datetime = created_field()
+    updated_at: datetime = updated_field()
     last_login_at: datetime | None = timestamp_field()
     password_changed_at: datetime = created_field()

@@ -21,7 +21,6 @@ from app.models import (
     User,
     UserRole,
 )
-from app.models.base import utcnow
 from app.schemas.admin import AdminUserUpdate, RoleCreate, RoleRead, RoleUpdate, UserPage
 from app.schemas.user import UserRead
 from app.services import audit
@@ -96,7 +95,6 @@ class AdminService:
         if deactivating:
             await self.sessions.revoke_all(user.id, "deactivated", client)
         if done:
-            user.updated_at = utcnow()
             self.db.add(user)
             audit.record(
                 self.db,

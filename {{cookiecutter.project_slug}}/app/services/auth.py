@@ -58,7 +58,6 @@ class AuthService:
             await self.db.rollback()
             raise InvalidOneTimeToken()
         user.is_verified = True
-        user.updated_at = utcnow()
         self.db.add(user)
         audit.record(self.db, AuditEventType.EMAIL_VERIFIED, None, user.id)
         await self.db.commit()

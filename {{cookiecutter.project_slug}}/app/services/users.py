@@ -20,16 +20,26 @@ async def get_by_email(db: AsyncSession, email: str) -> User | None:
     return result.first()
 
 
-async def create_user(
-    db: AsyncSession, email: str, password_hash: str, *, is_verified: bool = False
-) -> User | None:
-    """Create a user with the default role; None when the email is taken (also by a race)."""
-    user = User(email=normalize_email(email), password_hash=password_hash, is_verified=is_verified)
+async def _saved_unless_email_taken(db: AsyncSession, user: User) -> bool:
+    """Flush the user; False (and the transaction rolled back) when the email is taken.
+
+    The unique index decides, so two concurrent requests cannot both claim one address.
+    """
     db.add(user)
     try:
         await db.flush()
     except IntegrityError:
         await db.rollback()
+        return False
+    return True
+
+
+async def create_user(
+    db: AsyncSession, email: str, password_hash: str, *, is_verified: bool = False
+) -> User | None:
+    """Create a user with the default role; None when the email is taken (also by a race)."""
+    user = User(email=normalize_email(email), password_hash=password_hash, is_verified=is_verified)
+    if not await _saved_unless_email_taken(db, user):
         return None
     role = (await db.exec(select(Role).where(Role.name == DEFAULT_ROLE))).first()
     if role is not None:
@@ -61,21 +71,12 @@ async def change_email(db: AsyncSession, user: User, new_email: str) -> bool:
     """False when the address belongs to someone else. Unverified until confirmed again."""
     user.email = normalize_email(new_email)
     user.is_verified = False
-    user.updated_at = utcnow()
-    db.add(user)
-    try:
-        await db.flush()
-    except IntegrityError:
-        await db.rollback()
-        return False
-    return True
+    return await _saved_unless_email_taken(db, user)
 
 
 async def set_password(db: AsyncSession, user: User, password_hash: str) -> None:
-    now = utcnow()
     user.password_hash = password_hash
-    user.password_changed_at = now
-    user.updated_at = now
+    user.password_changed_at = utcnow()
     db.add(user)
 
 
