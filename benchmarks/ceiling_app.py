@@ -2,7 +2,8 @@
 
     GET /bare  the same JSON shape as /users/me (the same pydantic model), no auth at all
     GET /jwt   the same, after decoding the `access_token` cookie with PyJWT exactly like the
-               service does (header check, HS256, iss/aud, required claims) - but no database
+               service's TokenCodec.decode (one parse; HS256 pinned; iss, aud and every claim
+               required; embedded-key headers refused) - but no database
 
 Served like the service (`uvicorn ceiling_app:app --app-dir benchmarks`, or gunicorn with
 uvicorn workers). The JWT key, issuer and audience come from BENCH_JWT_* variables set by
@@ -68,10 +69,7 @@ async def with_jwt(
     if not access_token:
         raise HTTPException(401, "Not authenticated")
     try:
-        header = jwt.get_unverified_header(access_token)
-        if header.get("alg") != "HS256" or FORBIDDEN_HEADERS & header.keys():
-            raise HTTPException(401, "unexpected token header")
-        claims = jwt.decode(
+        decoded = jwt.decode_complete(
             access_token,
             KEY,
             algorithms=["HS256"],
@@ -79,6 +77,9 @@ async def with_jwt(
             issuer=ISSUER,
             options={"require": REQUIRED_CLAIMS},
         )
+        if FORBIDDEN_HEADERS & decoded["header"].keys():
+            raise HTTPException(401, "unexpected token header")
+        claims = decoded["payload"]
         if claims["typ"] != "access":
             raise HTTPException(401, "wrong token type")
         user_id, _session_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"])

@@ -8,11 +8,12 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from app.api.router import api_router, health_router
+from app.api.router import OPENAPI_TAGS, include_routes
 from app.core.config import Settings, get_settings
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.logging import configure_logging
 from app.core.rate_limit import RateLimitExceeded
+from app.db.principals import PrincipalReader
 from app.db.session import create_engine, create_sessionmaker
 from app.services.context import Context
 from app.services.errors import ServiceError
@@ -25,12 +26,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
     engine = create_engine(settings)
     context = Context.from_settings(settings)
+    principals = PrincipalReader(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await context.mailer.wait_idle()
         context.passwords.close()
+        await principals.close()
         await engine.dispose()
 
     app = FastAPI(
@@ -38,11 +41,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None if settings.environment == "production" else "/docs",
         redoc_url=None,
+        openapi_tags=OPENAPI_TAGS,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.context = context
+    app.state.principals = principals
 
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     if settings.cors_origins:
@@ -56,8 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ServiceError, service_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RateLimitExceeded, rate_limit_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unhandled_error_handler)
-    app.include_router(health_router)
-    app.include_router(api_router, prefix="/api/v1")
+    include_routes(app)
     return app
 
 

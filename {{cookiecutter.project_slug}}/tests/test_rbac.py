@@ -12,8 +12,8 @@ from fastapi.routing import APIRoute
 from sqlmodel import select
 
 from app.api.deps import Principal, get_principal, require_permissions, require_roles
+from app.db.principals import PrincipalReader
 from app.models import Role, UserRole
-from app.services import users
 from tests.conftest import count_calls
 
 # Routes anyone may call. Everything else must authenticate. Some entries may not exist yet.
@@ -124,15 +124,15 @@ async def test_admin_routes_need_authentication(client, method, path, body, perm
     assert response.status_code == 401
 
 
-async def test_permissions_are_loaded_once_per_request(app, signed_in, alice, monkeypatch):
+async def test_the_principal_is_read_once_per_request(app, signed_in, alice, monkeypatch):
     @app.get(
         "/api/v1/rbac-probe",
         dependencies=[Depends(require_roles("user")), Depends(require_permissions())],
     )
     async def probe(principal: Annotated[Principal, Depends(require_roles("user"))]) -> str:
-        return principal.user.email
+        return principal.email
 
-    lookups = count_calls(monkeypatch, users, "roles_and_permissions")
+    lookups = count_calls(monkeypatch, PrincipalReader, "read")
     response = await signed_in.get("/api/v1/rbac-probe")
     assert response.status_code == 200
     assert response.json() == "alice@example.com"

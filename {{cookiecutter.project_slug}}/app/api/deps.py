@@ -6,19 +6,17 @@ worker thread, a needless hop on every request.
 
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, OAuth2PasswordBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import DeviceSession, User
-from app.services import users
+from app.db.principals import Principal
 from app.services.auth import AuthService
 from app.services.context import ClientInfo, Context
 from app.services.errors import CsrfFailed, NotAuthenticated, PermissionDenied
-from app.services.sessions import SessionService
+from app.services.sessions import SessionService, authenticate
 from app.utils.client_ip import client_ip
 from app.utils.cookies import ACCESS_COOKIE, CSRF_COOKIE
 
@@ -79,84 +77,52 @@ def check_csrf(request: Request, ctx: Context, session_id: str) -> None:
         raise CsrfFailed()
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The signed-in user and the device session their token belongs to."""
-
-    user: User
-    session: DeviceSession
-
-
 async def get_principal(
     request: Request,
     ctx: Ctx,
-    sessions: Sessions,
     bearer: Annotated[str | None, Depends(bearer_scheme)],
     cookie: Annotated[str | None, Depends(cookie_scheme)],
 ) -> Principal:
+    """The caller, read afresh on every request: a revoked session is refused at once."""
     token = bearer or cookie
     if not token:
         raise NotAuthenticated()
-    user, session = await sessions.authenticate(token)
+    principal = await authenticate(ctx, request.app.state.principals, token)
     if bearer is None and request.method not in SAFE_METHODS:
-        check_csrf(request, ctx, str(session.id))
-    return Principal(user=user, session=session)
+        check_csrf(request, ctx, str(principal.session_id))
+    return principal
 
 
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
-
-
-async def get_current_user(principal: CurrentPrincipal) -> User:
-    return principal.user
-
-
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[Principal, Depends(get_principal)]
 
 
 # --- Role-based access control -------------------------------------------------------------
+# Roles and permissions come with the principal (the same query), so a role change applies to
+# tokens already issued.
 
 
-@dataclass(frozen=True, slots=True)
-class Grants:
-    """The principal plus the role and permission names they hold right now."""
-
-    principal: Principal
-    roles: frozenset[str]
-    permissions: frozenset[str]
-
-
-async def get_grants(principal: CurrentPrincipal, db: Db) -> Grants:
-    """Read from the database on every request (one query; FastAPI caches it per request),
-    so a role change or revocation applies to tokens already issued."""
-    roles, permissions = await users.roles_and_permissions(db, principal.user.id)
-    return Grants(principal, frozenset(roles), frozenset(permissions))
-
-
-CurrentGrants = Annotated[Grants, Depends(get_grants)]
-
-
-def require_permissions(*names: str) -> Callable[[Grants], Awaitable[Principal]]:
+def require_permissions(*names: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets the request through only with every named permission.
 
     Use it as `dependencies=[Depends(require_permissions("users:read"))]`, or as a
     parameter annotated `Annotated[Principal, Depends(require_permissions(...))]`.
     """
-    return _require("permission", frozenset(names), lambda grants: grants.permissions)
+    return _require("permission", frozenset(names), lambda principal: principal.permissions)
 
 
-def require_roles(*names: str) -> Callable[[Grants], Awaitable[Principal]]:
+def require_roles(*names: str) -> Callable[[Principal], Awaitable[Principal]]:
     """Like `require_permissions`, for role names (the user must hold every one)."""
-    return _require("role", frozenset(names), lambda grants: grants.roles)
+    return _require("role", frozenset(names), lambda principal: principal.roles)
 
 
 def _require(
-    kind: str, required: frozenset[str], held: Callable[[Grants], frozenset[str]]
-) -> Callable[[Grants], Awaitable[Principal]]:
-    async def check(grants: CurrentGrants) -> Principal:
-        missing = required - held(grants)
+    kind: str, required: frozenset[str], held: Callable[[Principal], tuple[str, ...]]
+) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: CurrentUser) -> Principal:
+        missing = required.difference(held(principal))
         if missing:
             raise PermissionDenied(f"Missing {kind}: {', '.join(sorted(missing))}")
-        return grants.principal
+        return principal
 
     check.__name__ = f"check_{kind}s"  # names the check in tracebacks and route introspection
     return check

@@ -79,11 +79,10 @@ class TokenCodec:
         )
 
     def decode(self, token: str, expected_type: TokenType) -> TokenClaims:
+        """Verify and read a token. It is parsed once; its header is judged after the
+        signature check, which already pins the algorithm and never trusts an embedded key."""
         try:
-            header = jwt.get_unverified_header(token)
-            if header.get("alg") != self._algorithm or FORBIDDEN_HEADERS & header.keys():
-                raise TokenError("unexpected token header")
-            payload = jwt.decode(
+            decoded = jwt.decode_complete(
                 token,
                 self._key,
                 algorithms=[self._algorithm],
@@ -91,6 +90,9 @@ class TokenCodec:
                 issuer=self._issuer,
                 options={"require": REQUIRED_CLAIMS},
             )
+            if FORBIDDEN_HEADERS & decoded["header"].keys():
+                raise TokenError("unexpected token header")
+            payload = decoded["payload"]
             if payload["typ"] != expected_type:
                 raise TokenError("wrong token type")
             generation = payload.get("gen")

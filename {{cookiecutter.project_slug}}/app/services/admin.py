@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db.principals import Principal
 from app.models import (
     AuditEventType,
     DeviceSession,
@@ -65,7 +66,7 @@ class AdminService:
         return _read(user, *(await self._grants([user.id])).get(user.id, ([], [])))
 
     async def update_user(
-        self, actor: User, user_id: uuid.UUID, changes: AdminUserUpdate, client: ClientInfo
+        self, actor: Principal, user_id: uuid.UUID, changes: AdminUserUpdate, client: ClientInfo
     ) -> UserRead:
         user = await self._user(user_id)
         current_roles, _ = (await self._grants([user.id])).get(user.id, ([], []))
@@ -106,7 +107,7 @@ class AdminService:
         await self.db.commit()
         return await self.get_user(user.id)
 
-    async def delete_user(self, actor: User, user_id: uuid.UUID, client: ClientInfo) -> None:
+    async def delete_user(self, actor: Principal, user_id: uuid.UUID, client: ClientInfo) -> None:
         """Delete the user; their sessions, roles and tokens go with them (FK cascade)."""
         user = await self._user(user_id)
         if user.id == actor.id:
@@ -151,7 +152,7 @@ class AdminService:
                 read.permissions.append(permission)
         return list(roles.values())
 
-    async def create_role(self, actor: User, body: RoleCreate, client: ClientInfo) -> RoleRead:
+    async def create_role(self, actor: Principal, body: RoleCreate, client: ClientInfo) -> RoleRead:
         duplicate = f"A role named '{body.name}' already exists"
         if (await self.db.exec(select(Role.id).where(Role.name == body.name))).first():
             raise Conflict(duplicate)
@@ -169,7 +170,7 @@ class AdminService:
         return await self._role_read(role.id)
 
     async def update_role(
-        self, actor: User, role_id: uuid.UUID, body: RoleUpdate, client: ClientInfo
+        self, actor: Principal, role_id: uuid.UUID, body: RoleUpdate, client: ClientInfo
     ) -> RoleRead:
         role = await self.db.get(Role, role_id)
         if role is None:

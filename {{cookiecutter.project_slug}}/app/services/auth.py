@@ -9,6 +9,7 @@ import uuid
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.passwords import password_problem
+from app.db.principals import Principal
 from app.models import AuditEventType, DeviceSession, TokenPurpose, User
 from app.models.base import utcnow
 from app.services import audit, one_time_tokens, users
@@ -19,6 +20,7 @@ from app.services.errors import (
     EmailTaken,
     InvalidCredentials,
     InvalidOneTimeToken,
+    NotAuthenticated,
     PasswordRejected,
     WrongPassword,
 )
@@ -110,12 +112,14 @@ class AuthService:
             )
         return user, tokens
 
-    async def logout(self, session: DeviceSession, client: ClientInfo) -> None:
-        self.sessions.revoke(session, "logout", client)
-        await self.db.commit()
+    async def logout(self, session_id: uuid.UUID, client: ClientInfo) -> None:
+        session = await self.db.get(DeviceSession, session_id)
+        if session is not None:
+            self.sessions.revoke(session, "logout", client)
+            await self.db.commit()
 
-    async def logout_everywhere(self, user: User, client: ClientInfo) -> None:
-        await self.sessions.revoke_all(user.id, "logout_all", client)
+    async def logout_everywhere(self, user_id: uuid.UUID, client: ClientInfo) -> None:
+        await self.sessions.revoke_all(user_id, "logout_all", client)
         await self.db.commit()
 
     async def forgot_password(self, email: str, client: ClientInfo) -> None:
@@ -148,29 +152,26 @@ class AuthService:
         self._send_password_notice(user)
 
     async def change_password(
-        self,
-        user: User,
-        session: DeviceSession,
-        current_password: str,
-        new_password: str,
-        client: ClientInfo,
+        self, principal: Principal, current_password: str, new_password: str, client: ClientInfo
     ) -> None:
         """Needs the current password; keeps this session, ends every other one."""
+        user = await self._user_of(principal)
         limit = self.ctx.limits.login_account
         await self.ctx.limiter.check(limit, user.email)
         if not await self.ctx.passwords.verify(user.password_hash, current_password):
             await self.ctx.limiter.hit(limit, user.email)
             raise WrongPassword()
         self._check_password(new_password, user.email)
-        await self._replace_password(user, new_password, client, keep=session.id)
+        await self._replace_password(user, new_password, client, keep=principal.session_id)
         audit.record(self.db, AuditEventType.PASSWORD_CHANGED, client, user.id)
         await self.db.commit()
         self._send_password_notice(user)
 
     async def change_email(
-        self, user: User, new_email: str, current_password: str, client: ClientInfo
+        self, principal: Principal, new_email: str, current_password: str, client: ClientInfo
     ) -> User:
         """Switch to a new address, which must be verified again; the old one is told."""
+        user = await self._user_of(principal)
         new_email = users.normalize_email(new_email)
         await self.ctx.limiter.hit(self.ctx.limits.email, user.email)
         if not await self.ctx.passwords.verify(user.password_hash, current_password):
@@ -189,6 +190,13 @@ class AuthService:
             new_email=new_email,
             reset_link=self.ctx.mailer.page("forgot-password"),
         )
+        return user
+
+    async def _user_of(self, principal: Principal) -> User:
+        """The caller's row, to change it: the principal is a snapshot."""
+        user = await self.db.get(User, principal.id)
+        if user is None:
+            raise NotAuthenticated()
         return user
 
     async def _replace_password(

@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.security import sha256_hex
 from app.core.tokens import TokenError
+from app.db.principals import Principal, PrincipalReader
 from app.models import AuditEventType, DeviceSession, User
 from app.models.base import utcnow
 from app.services import audit
@@ -129,29 +130,6 @@ class SessionService:
         audit.record(self.db, AuditEventType.REFRESH_REUSE_DETECTED, client, session.user_id)
         await self.db.commit()
         raise NotAuthenticated("Refresh token was already used; the session has been revoked")
-
-    async def authenticate(self, access_token: str) -> tuple[User, DeviceSession]:
-        """The user and live session behind an access token. One indexed query."""
-        try:
-            claims = self.ctx.tokens.decode(access_token, "access")
-        except TokenError as exc:
-            raise NotAuthenticated("Invalid or expired access token") from exc
-        row = (
-            await self.db.exec(
-                select(User, DeviceSession)
-                .join(DeviceSession, col(DeviceSession.user_id) == User.id)
-                .where(
-                    DeviceSession.id == claims.session_id,
-                    User.id == claims.user_id,
-                    col(DeviceSession.revoked_at).is_(None),
-                    DeviceSession.expires_at > utcnow(),
-                    col(User.is_active).is_(True),
-                )
-            )
-        ).first()
-        if row is None:
-            raise NotAuthenticated("Session has ended; sign in again")
-        return row
 
     def revoke(self, session: DeviceSession, reason: str, client: ClientInfo | None = None) -> None:
         """Revoke one session. The caller commits."""
@@ -288,6 +266,18 @@ class SessionService:
                 user_id,
                 detail=f"{previous_ip} -> {client.ip}",
             )
+
+
+async def authenticate(ctx: Context, principals: PrincipalReader, access_token: str) -> Principal:
+    """The caller behind an access token, if its session is still live right now."""
+    try:
+        claims = ctx.tokens.decode(access_token, "access")
+    except TokenError as exc:
+        raise NotAuthenticated("Invalid or expired access token") from exc
+    principal = await principals.read(claims.session_id, claims.user_id, utcnow())
+    if principal is None:
+        raise NotAuthenticated("Session has ended; sign in again")
+    return principal
 
 
 def _same(a: str, b: str) -> bool:

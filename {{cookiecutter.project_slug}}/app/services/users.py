@@ -4,6 +4,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db.principals import Principal
 from app.models import Permission, Role, RolePermission, User, UserRole
 from app.models.base import utcnow
 from app.schemas.user import UserRead
@@ -84,4 +85,18 @@ async def to_read_model(db: AsyncSession, user: User) -> UserRead:
     roles, permissions = await roles_and_permissions(db, user.id)
     return UserRead.model_validate(
         {**user.model_dump(), "roles": roles, "permissions": permissions}
+    )
+
+
+def read_model_of(principal: Principal) -> UserRead:
+    """The caller's own view: a principal only exists for an active user."""
+    return UserRead(
+        id=principal.id,
+        email=principal.email,
+        is_active=True,
+        is_verified=principal.is_verified,
+        roles=list(principal.roles),
+        permissions=list(principal.permissions),
+        created_at=principal.created_at,
+        last_login_at=principal.last_login_at,
     )

@@ -54,14 +54,14 @@ async def update_user(
     user_id: uuid.UUID, body: AdminUserUpdate, principal: UsersWriter, admin: Admin, client: Client
 ) -> UserRead:
     """Deactivating a user revokes every session they have."""
-    return await admin.update_user(principal.user, user_id, body, client)
+    return await admin.update_user(principal, user_id, body, client)
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_user(
     user_id: uuid.UUID, principal: UsersWriter, admin: Admin, client: Client
 ) -> None:
-    await admin.delete_user(principal.user, user_id, client)
+    await admin.delete_user(principal, user_id, client)
 
 
 @router.get("/users/{user_id}/sessions")
@@ -88,11 +88,11 @@ async def list_roles(_: RolesReader, admin: Admin) -> list[RoleRead]:
 async def create_role(
     body: RoleCreate, actor: RolesWriter, admin: Admin, client: Client
 ) -> RoleRead:
-    return await admin.create_role(actor.user, body, client)
+    return await admin.create_role(actor, body, client)
 
 
 @router.patch("/roles/{role_id}")
 async def update_role(
     role_id: uuid.UUID, body: RoleUpdate, actor: RolesWriter, admin: Admin, client: Client
 ) -> RoleRead:
-    return await admin.update_role(actor.user, role_id, body, client)
+    return await admin.update_role(actor, role_id, body, client)

@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Cookie, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import Auth, Client, Ctx, CurrentPrincipal, Sessions, check_csrf
+from app.api.deps import Auth, Client, Ctx, CurrentUser, Sessions, check_csrf
 from app.schemas.auth import (
     Accepted,
     ChangePasswordRequest,
@@ -106,23 +106,23 @@ async def refresh(
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(
-    principal: CurrentPrincipal, auth: Auth, client: Client, ctx: Ctx, response: Response
+    principal: CurrentUser, auth: Auth, client: Client, ctx: Ctx, response: Response
 ) -> None:
-    await auth.logout(principal.session, client)
+    await auth.logout(principal.session_id, client)
     clear_auth_cookies(response, ctx.settings)
 
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
 async def logout_all(
-    principal: CurrentPrincipal, auth: Auth, client: Client, ctx: Ctx, response: Response
+    principal: CurrentUser, auth: Auth, client: Client, ctx: Ctx, response: Response
 ) -> None:
     """Sign out on every device, this one included."""
-    await auth.logout_everywhere(principal.user, client)
+    await auth.logout_everywhere(principal.id, client)
     clear_auth_cookies(response, ctx.settings)
 
 
 @router.get("/sessions")
-async def list_sessions(principal: CurrentPrincipal, sessions: Sessions) -> list[SessionRead]:
+async def list_sessions(principal: CurrentUser, sessions: Sessions) -> list[SessionRead]:
     """Where the account is signed in. `current` marks the session making this request."""
     return [
         SessionRead(
@@ -131,17 +131,17 @@ async def list_sessions(principal: CurrentPrincipal, sessions: Sessions) -> list
             ip_address=session.last_ip_address,
             created_at=session.created_at,
             last_seen_at=session.last_seen_at,
-            current=session.id == principal.session.id,
+            current=session.id == principal.session_id,
         )
-        for session in await sessions.list_active(principal.user.id)
+        for session in await sessions.list_active(principal.id)
     ]
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_session(
-    session_id: uuid.UUID, principal: CurrentPrincipal, sessions: Sessions, client: Client
+    session_id: uuid.UUID, principal: CurrentUser, sessions: Sessions, client: Client
 ) -> None:
-    await sessions.revoke_own(principal.user.id, session_id, client)
+    await sessions.revoke_own(principal.id, session_id, client)
 
 
 @router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED)
@@ -160,9 +160,7 @@ async def reset_password(body: ResetPasswordRequest, auth: Auth, client: Client)
 
 @router.post("/password/change", status_code=status.HTTP_204_NO_CONTENT)
 async def change_password(
-    body: ChangePasswordRequest, principal: CurrentPrincipal, auth: Auth, client: Client
+    body: ChangePasswordRequest, principal: CurrentUser, auth: Auth, client: Client
 ) -> None:
     """Keeps this session and signs out every other one."""
-    await auth.change_password(
-        principal.user, principal.session, body.current_password, body.new_password, client
-    )
+    await auth.change_password(principal, body.current_password, body.new_password, client)

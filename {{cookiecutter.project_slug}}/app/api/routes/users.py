@@ -1,6 +1,6 @@
 from fastapi import APIRouter
 
-from app.api.deps import Auth, Client, CurrentUser, Db
+from app.api.deps import Auth, Client, CurrentUser
 from app.schemas.user import UserRead, UserUpdate
 from app.services import users
 
@@ -8,8 +8,9 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me")
-async def read_me(user: CurrentUser, db: Db) -> UserRead:
-    return await users.to_read_model(db, user)
+async def read_me(user: CurrentUser) -> UserRead:
+    """Answered from the request's principal, with no further database read."""
+    return users.read_model_of(user)
 
 
 @router.patch("/me")
