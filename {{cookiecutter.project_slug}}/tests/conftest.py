@@ -6,6 +6,7 @@ TEST_REDIS_URL to run the Redis rate-limiter tests against a real Redis.
 
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+# Without TEST_DATABASE_URL: a SQLite file in a directory removed when the run ends.
+SQLITE_DIR = None if os.environ.get("TEST_DATABASE_URL") else tempfile.mkdtemp(prefix="auth-tests-")
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or (
-    f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='auth-tests-')}/test.db"
+    f"sqlite+aiosqlite:///{SQLITE_DIR}/test.db"
 )
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
 # Cheap argon2 parameters keep the suite fast; the hashing code path is the same.
@@ -72,6 +75,8 @@ def migrated_database() -> Iterator[None]:
     command.downgrade(config, "base")
     command.upgrade(config, "head")
     yield
+    if SQLITE_DIR:
+        shutil.rmtree(SQLITE_DIR, ignore_errors=True)
 
 
 class Outbox(list[Email]):

@@ -181,25 +181,41 @@ class _PostgresConnection:
     """A small asyncpg pool, created on first use inside the running event loop."""
 
     def __init__(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
-        self.args = args
-        self.kwargs = kwargs
-        self.pool: Any = None
-        self.opening = asyncio.Lock()
-
-    async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
         import asyncpg  # only installed in the PostgreSQL variant
 
+        self.args = args
+        self.kwargs = kwargs
+        self.create_pool = asyncpg.create_pool
+        self.pool: Any = None
+        self.opening = asyncio.Lock()
+        # What a connection the server dropped (a restart, a failover) raises on its next use.
+        self.broken = (
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,  # the server's goodbye arrived before our query
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,
+            OSError,
+        )
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
         if self.pool is None:
             async with self.opening:
                 if self.pool is None:
-                    self.pool = await asyncpg.create_pool(
+                    self.pool = await self.create_pool(
                         *self.args, **self.kwargs, min_size=1, max_size=5
                     )
         try:
-            return await self.pool.fetch(sql, *args)
-        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
-            # A connection the server dropped (a restart, a failover): once more, on a new one.
-            return await self.pool.fetch(sql, *args)
+            return await self._fetch_or_discard(sql, args)
+        except self.broken:
+            return await self._fetch_or_discard(sql, args)  # once more, on a new connection
+
+    async def _fetch_or_discard(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        async with self.pool.acquire() as connection:
+            try:
+                return await connection.fetch(sql, *args)
+            except self.broken:
+                connection.terminate()  # the pool opens a new one in its place
+                raise
 
     async def close(self) -> None:
         if self.pool is not None:
