@@ -45,17 +45,11 @@ class Principal:
     permissions: tuple[str, ...]
 
 
-# One row per (role, permission) the user holds; the user's columns repeat on each.
+USER_COLUMNS = (User.id, User.email, User.is_verified, User.created_at, User.last_login_at)
+
+# One row per (role, permission) the user holds, after the user's columns, which repeat.
 PRINCIPAL_QUERY = (
-    select(
-        User.id,
-        User.email,
-        User.is_verified,
-        User.created_at,
-        User.last_login_at,
-        col(Role.name).label("role"),
-        col(Permission.name).label("permission"),
-    )
+    select(*USER_COLUMNS, col(Role.name), col(Permission.name))
     .select_from(DeviceSession)
     .join(User, col(User.id) == DeviceSession.user_id)
     .outerjoin(UserRole, col(UserRole.user_id) == User.id)
@@ -91,7 +85,7 @@ class PrincipalReader:
         ]
         self._results = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in PRINCIPAL_QUERY.selected_columns
+            for column in PRINCIPAL_QUERY.selected_columns[: len(USER_COLUMNS)]
         ]
         self._connection = _connect(engine)
 
@@ -105,18 +99,19 @@ class PrincipalReader:
         )
         if not rows:
             return None
-        values = [
-            _apply(process, value) for process, value in zip(self._results, rows[0], strict=True)
-        ]
+        user_id, email, is_verified, created_at, last_login_at = (
+            _apply(process, value)
+            for process, value in zip(self._results, rows[0], strict=False)  # user columns
+        )
         return Principal(
-            id=values[0],
+            id=user_id,
             session_id=session_id,
-            email=values[1],
-            is_verified=values[2],
-            created_at=values[3],
-            last_login_at=values[4],
-            roles=tuple(sorted({row[5] for row in rows if row[5] is not None})),
-            permissions=tuple(sorted({row[6] for row in rows if row[6] is not None})),
+            email=email,
+            is_verified=is_verified,
+            created_at=created_at,
+            last_login_at=last_login_at,
+            roles=tuple(sorted({row[-2] for row in rows if row[-2] is not None})),
+            permissions=tuple(sorted({row[-1] for row in rows if row[-1] is not None})),
         )
 
     async def close(self) -> None:
