@@ -1,10 +1,13 @@
 import json
+import os
 import threading
 
+import pytest
 from argon2 import PasswordHasher
 
+from app.core.security import PasswordHasher as ServiceHasher
 from app.models import User
-from tests.conftest import PASSWORD, count_calls, create_user, login
+from tests.conftest import PASSWORD, count_calls, create_user, login, make_settings
 
 
 async def test_login_sets_hardened_cookies_and_returns_the_user(client, alice):
@@ -129,3 +132,12 @@ async def test_password_hashing_runs_off_the_event_loop(client, alice, monkeypat
     monkeypatch.setattr(PasswordHasher, "verify", recording)
     await login(client)
     assert threads and loop_thread not in threads
+
+
+@pytest.mark.parametrize(("workers", "threads"), [(1, 4), (2, 2), (4, 1), (8, 1)])
+def test_worker_processes_share_the_hashing_cores(monkeypatch, workers, threads):
+    """On 4 cores, N workers together never run more hashes at once than there are cores."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    hasher = ServiceHasher(make_settings(web_concurrency=workers))
+    assert hasher.concurrency == threads
+    hasher.close()

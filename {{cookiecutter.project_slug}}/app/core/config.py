@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     argon2_memory_cost: int = Field(65536, ge=8)
     argon2_parallelism: int = Field(4, ge=1)
     password_min_length: int = Field(15, ge=8, le=128)
+    # Worker processes on this host (scripts/start.sh exports it); they share the cores that
+    # hash passwords, so that N workers never run N times as many hashes as there are cores.
+    web_concurrency: int = Field(1, ge=1)
 
     # Rate limits, in the notation of the `limits` package ("20/minute", "10 per 15 minutes")
     rate_limit_enabled: bool = True

@@ -44,8 +44,9 @@ def _lower_thread_priority() -> None:
 class PasswordHasher:
     """Argon2id off the event loop, in a small pool of low-priority threads.
 
-    One thread per core bounds memory (each hash holds ARGON2_MEMORY_COST) and keeps a login
-    storm from starving the rest of the service.
+    One thread per core, shared among the worker processes (WEB_CONCURRENCY): that bounds
+    memory (each hash holds ARGON2_MEMORY_COST), keeps the cores from thrashing between more
+    hashes than they can run, and keeps a login storm from starving the rest of the service.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -55,8 +56,9 @@ class PasswordHasher:
             parallelism=settings.argon2_parallelism,
             type=Type.ID,
         )
+        self.concurrency = max(1, (os.cpu_count() or 1) // settings.web_concurrency)
         self._threads = ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 1,
+            max_workers=self.concurrency,
             thread_name_prefix="argon2",
             initializer=_lower_thread_priority,
         )
