@@ -79,7 +79,6 @@ def check_csrf(request: Request, ctx: Context, session_id: str) -> None:
 
 async def get_principal(
     request: Request,
-    ctx: Ctx,
     bearer: Annotated[str | None, Depends(bearer_scheme)],
     cookie: Annotated[str | None, Depends(cookie_scheme)],
 ) -> Principal:
@@ -87,6 +86,7 @@ async def get_principal(
     token = bearer or cookie
     if not token:
         raise NotAuthenticated()
+    ctx: Context = request.app.state.context  # read directly: this runs on every request
     principal = await authenticate(ctx, request.app.state.principals, token)
     if bearer is None and request.method not in SAFE_METHODS:
         check_csrf(request, ctx, str(principal.session_id))
