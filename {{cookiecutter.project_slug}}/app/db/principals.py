@@ -7,8 +7,8 @@ run on a raw driver connection:
 
 * SQLite: a connection used right on the event loop. The read takes about 20 µs, less than a
   hop to aiosqlite's thread, and in WAL mode readers never wait for writers.
-* PostgreSQL: one round trip on a small asyncpg pool of its own, with no pre-ping and no reset
-  query (a connection the server dropped is replaced and the read tried once more).
+* PostgreSQL: one round trip on a few asyncpg connections of its own, with no pre-ping (a
+  connection the server dropped is replaced and the read tried once more).
 
 Values go through the column types' own SQLAlchemy processors, so they match the ORM's.
 """
@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select
@@ -44,6 +45,8 @@ class Principal:
     roles: tuple[str, ...]
     permissions: tuple[str, ...]
 
+
+MAX_POSTGRES_CONNECTIONS = 5  # per worker, besides the engine's pool; each read is one round trip
 
 USER_COLUMNS = (User.id, User.email, User.is_verified, User.created_at, User.last_login_at)
 
@@ -173,16 +176,18 @@ class _SqliteConnection:
 
 
 class _PostgresConnection:
-    """A small asyncpg pool, created on first use inside the running event loop."""
+    """A few asyncpg connections of our own, opened on demand and reused last-in first-out.
+
+    Not an asyncpg pool: its acquire and release (timers, proxies, a reset query) cost as much
+    as the query itself. The read sets no session state, so there is nothing to reset.
+    """
 
     def __init__(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         import asyncpg  # only installed in the PostgreSQL variant
 
-        self.args = args
-        self.kwargs = kwargs
-        self.create_pool = asyncpg.create_pool
-        self.pool: Any = None
-        self.opening = asyncio.Lock()
+        self.connect = partial(asyncpg.connect, *args, **kwargs)
+        self.idle: list[Any] = []
+        self.slots = asyncio.Semaphore(MAX_POSTGRES_CONNECTIONS)
         # What a connection the server dropped (a restart, a failover) raises on its next use.
         self.broken = (
             asyncpg.InterfaceError,
@@ -193,31 +198,25 @@ class _PostgresConnection:
         )
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        if self.pool is None:
-            async with self.opening:
-                if self.pool is None:
-                    self.pool = await self.create_pool(
-                        *self.args, **self.kwargs, min_size=1, max_size=5, reset=_nothing_to_reset
-                    )
-        try:
-            return await self._fetch_or_discard(sql, args)
-        except self.broken:
-            return await self._fetch_or_discard(sql, args)  # once more, on a new connection
-
-    async def _fetch_or_discard(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        async with self.pool.acquire() as connection:
+        async with self.slots:
+            connection = self.idle.pop() if self.idle else await self.connect()
             try:
-                return await connection.fetch(sql, *args)
+                return await self._fetch_on(connection, sql, args)
             except self.broken:
-                connection.terminate()  # the pool opens a new one in its place
-                raise
+                # The server dropped it (a restart, a failover), and likely the idle ones too.
+                while self.idle:
+                    self.idle.pop().terminate()
+                return await self._fetch_on(await self.connect(), sql, args)
+
+    async def _fetch_on(self, connection: Any, sql: str, args: Sequence[Any]) -> Sequence[Any]:
+        try:
+            rows = await connection.fetch(sql, *args)
+        except BaseException:
+            connection.terminate()  # broken, or cancelled mid-query: never reused
+            raise
+        self.idle.append(connection)
+        return rows
 
     async def close(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
-            self.pool = None
-
-
-async def _nothing_to_reset(_connection: Any) -> None:
-    """The read sets no session state, so a released connection skips asyncpg's reset query
-    (`RESET ALL; UNLISTEN *; ...`), which would cost a second round trip per request."""
+        while self.idle:
+            await self.idle.pop().close()
