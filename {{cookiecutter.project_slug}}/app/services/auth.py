@@ -12,6 +12,7 @@ from app.core.passwords import password_problem
 from app.db.principals import Principal
 from app.models import AuditEventType, DeviceSession, TokenPurpose, User
 from app.models.base import utcnow
+from app.schemas.user import UserRead
 from app.services import audit, one_time_tokens, users
 from app.services.context import ClientInfo, Context
 from app.services.errors import (
@@ -169,7 +170,7 @@ class AuthService:
 
     async def change_email(
         self, principal: Principal, new_email: str, current_password: str, client: ClientInfo
-    ) -> User:
+    ) -> UserRead:
         """Switch to a new address, which must be verified again; the old one is told."""
         user = await self._user_of(principal)
         new_email = users.normalize_email(new_email)
@@ -177,7 +178,7 @@ class AuthService:
         if not await self.ctx.passwords.verify(user.password_hash, current_password):
             raise WrongPassword()
         if new_email == user.email:
-            return user
+            return await self.read_model(user)
         old_email = user.email
         if not await users.change_email(self.db, user, new_email):
             raise EmailTaken()
@@ -190,7 +191,11 @@ class AuthService:
             new_email=new_email,
             reset_link=self.ctx.mailer.page("forgot-password"),
         )
-        return user
+        return await self.read_model(user)
+
+    async def read_model(self, user: User) -> UserRead:
+        """The account as the API shows it, roles and permissions included."""
+        return await users.to_read_model(self.db, user)
 
     async def _user_of(self, principal: Principal) -> User:
         """The caller's row, to change it: the principal is a snapshot."""

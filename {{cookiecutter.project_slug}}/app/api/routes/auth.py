@@ -19,7 +19,6 @@ from app.schemas.auth import (
     TokenPair,
     VerifyEmailRequest,
 )
-from app.services import users
 from app.services.errors import NotAuthenticated, ServiceError
 from app.utils.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
 
@@ -66,9 +65,7 @@ async def login(
     """Browser sign-in: sets HttpOnly token cookies and returns the CSRF token."""
     user, tokens = await auth.login(body.email, body.password, client)
     set_auth_cookies(response, ctx.settings, tokens)
-    return LoginResponse(
-        user=await users.to_read_model(auth.db, user), csrf_token=tokens.csrf_token
-    )
+    return LoginResponse(user=await auth.read_model(user), csrf_token=tokens.csrf_token)
 
 
 @router.post("/token")

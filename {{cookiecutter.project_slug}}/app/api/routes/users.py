@@ -18,5 +18,4 @@ async def update_me(body: UserUpdate, user: CurrentUser, auth: Auth, client: Cli
     """Change the account's email (needs the current password and a new verification).
 
     Roles, activity and verification state are not writable here."""
-    updated = await auth.change_email(user, body.email, body.current_password, client)
-    return await users.to_read_model(auth.db, updated)
+    return await auth.change_email(user, body.email, body.current_password, client)
