@@ -68,6 +68,30 @@ def test_service_recovers_from_a_database_restart(
 
 
 @pytest.mark.parametrize(
+    "variant",
+    [
+        *variant_params(database="sqlite", rate_limiter="memory", use_docker="no"),
+        *variant_params(database="postgresql", rate_limiter="memory", use_docker="no"),
+    ],
+)
+def test_a_logout_in_one_process_ends_the_token_in_the_other_at_once(
+    project: Path, variant: Variant, fresh_database, tmp_path: Path
+) -> None:
+    """Workers cache nothing about sessions: revocation is immediate across processes."""
+    env = service_env(DATABASE_URL=fresh_database("revoke"))
+    prepare(project, env)
+    with (
+        serving(project, env, tmp_path / "first.log") as first,
+        serving(project, env, tmp_path / "second.log") as second,
+    ):
+        auth = bearer(httpx.Client(base_url=first))
+        before = httpx.get(f"{second}/api/v1/users/me", headers=auth).status_code
+        logout = httpx.post(f"{first}/api/v1/auth/logout", headers=auth).status_code
+        after = httpx.get(f"{second}/api/v1/users/me", headers=auth).status_code
+    assert (before, logout, after) == (200, 204, 401)
+
+
+@pytest.mark.parametrize(
     "variant", variant_params(database="sqlite", rate_limiter="redis", use_docker="no")
 )
 def test_two_processes_enforce_one_global_login_limit(

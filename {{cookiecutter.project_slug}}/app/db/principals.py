@@ -127,16 +127,15 @@ def _apply(process: Callable[[Any], Any] | None, value: Any) -> Any:
 
 
 def _connect(engine: AsyncEngine) -> _Connection:
+    """The template generates SQLite (aiosqlite) or PostgreSQL (asyncpg) projects."""
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     if engine.dialect.driver == "asyncpg":
         return _PostgresConnection(args, kwargs)
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        return _SqliteConnection(engine, args, kwargs)
-    return _EngineConnection(engine)
+    return _SqliteConnection(engine, args, kwargs)
 
 
 class _EngineConnection:
-    """Any other database (an in-memory SQLite one included): through the engine's own pool."""
+    """Through the engine's own pool: aiosqlite's thread, where waiting does no harm."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -145,9 +144,6 @@ class _EngineConnection:
         async with self.engine.connect() as connection:
             result = await connection.exec_driver_sql(sql, tuple(args))
             return result.all()
-
-    async def close(self) -> None:
-        pass
 
 
 class _SqliteConnection:
