@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from app.api.router import OPENAPI_TAGS, include_routes
+from app.api.router import OPENAPI_TAGS, all_routes
 from app.core.config import Settings, get_settings
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.logging import configure_logging
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None if settings.environment == "production" else "/docs",
         redoc_url=None,
         openapi_tags=OPENAPI_TAGS,
+        routes=all_routes(),
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -61,7 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ServiceError, service_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RateLimitExceeded, rate_limit_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unhandled_error_handler)
-    include_routes(app)
     return app
 
 

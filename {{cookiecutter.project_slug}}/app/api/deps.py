@@ -9,9 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyCookie, OAuth2PasswordBearer
+from fastapi.openapi.models import OAuth2 as OAuth2Model
+from fastapi.openapi.models import OAuthFlowPassword, OAuthFlows
+from fastapi.security.base import SecurityBase
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.api.routes import API_PREFIX
 from app.db.principals import Principal
 from app.services.auth import AuthService
 from app.services.context import ClientInfo, Context
@@ -61,9 +65,6 @@ async def get_session_service(db: Db, ctx: Ctx) -> SessionService:
 Auth = Annotated[AuthService, Depends(get_auth_service)]
 Sessions = Annotated[SessionService, Depends(get_session_service)]
 
-bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
-cookie_scheme = APIKeyCookie(name=ACCESS_COOKIE, auto_error=False)
-
 
 def check_csrf(request: Request, ctx: Context, session_id: str) -> None:
     """Cookie-authenticated unsafe requests must echo a token signed for this session."""
@@ -77,20 +78,37 @@ def check_csrf(request: Request, ctx: Context, session_id: str) -> None:
         raise CsrfFailed()
 
 
-async def get_principal(
-    request: Request,
-    bearer: Annotated[str | None, Depends(bearer_scheme)],
-    cookie: Annotated[str | None, Depends(cookie_scheme)],
-) -> Principal:
-    """The caller, read afresh on every request: a revoked session is refused at once."""
-    token = bearer or cookie
-    if not token:
-        raise NotAuthenticated()
-    ctx: Context = request.app.state.context  # read directly: this runs on every request
-    principal = await authenticate(ctx, request.app.state.principals, token)
-    if bearer is None and request.method not in SAFE_METHODS:
-        check_csrf(request, ctx, str(principal.session_id))
-    return principal
+class AccessTokenAuth(SecurityBase):
+    """The security scheme of every protected route: it turns the access token into the caller.
+
+    API clients send `Authorization: Bearer <token>` (the /docs Authorize button gets one from
+    /auth/token); browsers send the HttpOnly access cookie set by /auth/login. One dependency
+    reads both, because FastAPI solves each sub-dependency on every request, and two
+    header-reading schemes under this one cost a tenth of an authenticated request.
+    """
+
+    def __init__(self, form_url: str) -> None:
+        self.scheme_name = "AccessToken"
+        self.model = OAuth2Model(
+            flows=OAuthFlows(password=OAuthFlowPassword(tokenUrl=form_url)),
+            description=f"A bearer token, or the HttpOnly `{ACCESS_COOKIE}` cookie.",
+        )
+
+    async def __call__(self, request: Request) -> Principal:
+        """The caller, read afresh on every request: a revoked session is refused at once."""
+        scheme, bearer = get_authorization_scheme_param(request.headers.get("authorization"))
+        from_cookie = scheme.lower() != "bearer" or not bearer
+        token = request.cookies.get(ACCESS_COOKIE) if from_cookie else bearer
+        if not token:
+            raise NotAuthenticated()
+        ctx: Context = request.app.state.context  # read directly: this runs on every request
+        principal = await authenticate(ctx, request.app.state.principals, token)
+        if from_cookie and request.method not in SAFE_METHODS:
+            check_csrf(request, ctx, str(principal.session_id))
+        return principal
+
+
+get_principal = AccessTokenAuth(form_url=f"{API_PREFIX}/auth/token")  # the OAuth2 password form
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]

@@ -22,7 +22,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
@@ -49,23 +49,27 @@ class Principal:
 MAX_POSTGRES_CONNECTIONS = 5  # per worker, besides the engine's pool; each read is one round trip
 
 USER_COLUMNS = (User.id, User.email, User.is_verified, User.created_at, User.last_login_at)
+NO_USER = tuple(null() for _ in USER_COLUMNS)
 
-# One row per (role, permission) the user holds, after the user's columns, which repeat.
-PRINCIPAL_QUERY = (
-    select(*USER_COLUMNS, col(Role.name), col(Permission.name))
+# One row for the user, when the session is live, then one row per (role, permission) held.
+# The user's columns come once, not on every grant row: decoding them was most of the read.
+PRINCIPAL_QUERY = union_all(
+    select(*USER_COLUMNS, null(), null())
     .select_from(DeviceSession)
     .join(User, col(User.id) == DeviceSession.user_id)
-    .outerjoin(UserRole, col(UserRole.user_id) == User.id)
-    .outerjoin(Role, col(Role.id) == UserRole.role_id)
-    .outerjoin(RolePermission, col(RolePermission.role_id) == Role.id)
-    .outerjoin(Permission, col(Permission.id) == RolePermission.permission_id)
     .where(
         col(DeviceSession.id) == bindparam("session_id"),
         col(User.id) == bindparam("user_id"),
         col(DeviceSession.revoked_at).is_(None),
         col(DeviceSession.expires_at) > bindparam("now"),
         col(User.is_active).is_(True),
-    )
+    ),
+    select(*NO_USER, col(Role.name), col(Permission.name))
+    .select_from(UserRole)
+    .join(Role, col(Role.id) == UserRole.role_id)
+    .outerjoin(RolePermission, col(RolePermission.role_id) == Role.id)
+    .outerjoin(Permission, col(Permission.id) == RolePermission.permission_id)
+    .where(col(UserRole.user_id) == bindparam("user_id")),
 )
 
 
@@ -88,7 +92,7 @@ class PrincipalReader:
         ]
         self._results = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in PRINCIPAL_QUERY.selected_columns[: len(USER_COLUMNS)]
+            for column in USER_COLUMNS
         ]
         self._connection = _connect(engine)
 
@@ -100,11 +104,12 @@ class PrincipalReader:
         rows = await self._connection.fetch(
             self._sql, [_apply(process, params[name]) for name, process in self._binds]
         )
-        if not rows:
+        users = [row for row in rows if row[0] is not None]  # none when the session has ended
+        if not users:
             return None
         user_id, email, is_verified, created_at, last_login_at = (
             _apply(process, value)
-            for process, value in zip(self._results, rows[0], strict=False)  # user columns
+            for process, value in zip(self._results, users[0], strict=False)  # user columns
         )
         return Principal(
             id=user_id,

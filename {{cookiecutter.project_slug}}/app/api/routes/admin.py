@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from app.api.deps import Client, Ctx, Db, Principal, require_permissions
+from app.api.routes import API_PREFIX
 from app.schemas.admin import (
     AdminUserUpdate,
     RoleCreate,
@@ -14,10 +15,11 @@ from app.schemas.admin import (
     SessionInfo,
     UserPage,
 )
+from app.schemas.errors import ERROR_RESPONSES
 from app.schemas.user import UserRead
 from app.services.admin import AdminService
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"], responses=ERROR_RESPONSES)
 
 
 async def get_admin_service(db: Db, ctx: Ctx) -> AdminService:

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Cookie, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.deps import Auth, Client, Ctx, CurrentUser, Sessions, check_csrf
+from app.api.routes import API_PREFIX
 from app.schemas.auth import (
     Accepted,
     ChangePasswordRequest,
@@ -19,10 +20,11 @@ from app.schemas.auth import (
     TokenPair,
     VerifyEmailRequest,
 )
+from app.schemas.errors import ERROR_RESPONSES
 from app.services.errors import NotAuthenticated, ServiceError
 from app.utils.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
 ACCEPTED = "If the address can receive mail, a message is on its way."
 

@@ -1,10 +1,12 @@
 from fastapi import APIRouter
 
 from app.api.deps import Auth, Client, CurrentUser
+from app.api.routes import API_PREFIX
+from app.schemas.errors import ERROR_RESPONSES
 from app.schemas.user import UserRead, UserUpdate
 from app.services import users
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"], responses=ERROR_RESPONSES)
 
 
 @router.get("/me")
