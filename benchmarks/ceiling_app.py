@@ -1,9 +1,12 @@
 """The ceilings for GET /api/v1/users/me: what FastAPI alone manages on this machine.
 
     GET /bare  the same JSON shape as /users/me (the same pydantic model), no auth at all
-    GET /jwt   the same, after decoding the `access_token` cookie with PyJWT exactly like the
-               service's TokenCodec.decode (one parse; HS256 pinned; iss, aud and every claim
-               required; embedded-key headers refused) - but no database
+    GET /jwt   the same, after decoding the `access_token` cookie with PyJWT on every request,
+               the way the service's TokenCodec verifies a token it has not seen (one parse;
+               HS256 pinned; iss, aud and every claim required; embedded-key headers refused)
+               - but no database. The service remembers tokens it has verified (only the clock
+               and the type are checked again), so with one cookie under load it skips this
+               decode; the ceiling does not, as the issue defines it.
 
 Served like the service (`uvicorn ceiling_app:app --app-dir benchmarks`, or gunicorn with
 uvicorn workers). The JWT key, issuer and audience come from BENCH_JWT_* variables set by

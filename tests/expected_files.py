@@ -93,6 +93,7 @@ COMMON = {
     "tests/test_admin.py",
     "tests/test_cli.py",
     "tests/test_config.py",
+    "tests/test_credentials.py",
     "tests/test_device_binding.py",
     "tests/test_email.py",
     "tests/test_enumeration.py",

@@ -4,9 +4,9 @@ import asyncio
 import sqlite3
 
 from sqlalchemy import text
-from sqlmodel import update
+from sqlmodel import col, delete, update
 
-from app.models import User
+from app.models import User, UserRole
 from tests.conftest import TEST_DATABASE_URL, find_user
 
 ON_SQLITE = TEST_DATABASE_URL.startswith("sqlite")
@@ -26,6 +26,15 @@ async def test_me_matches_the_account_row(signed_in, db):
         "created_at": user.created_at.isoformat().replace("+00:00", "Z"),
         "last_login_at": user.last_login_at.isoformat().replace("+00:00", "Z"),
     }
+
+
+async def test_a_user_holding_no_role_is_signed_in_with_no_grants(signed_in, db):
+    """The user's row and the grant rows come from two halves of one statement."""
+    user = await find_user(db, "alice@example.com")
+    await db.exec(delete(UserRole).where(col(UserRole.user_id) == user.id))
+    await db.commit()
+    me = (await signed_in.get("/api/v1/users/me")).json()
+    assert (me["email"], me["roles"], me["permissions"]) == ("alice@example.com", [], [])
 
 
 async def test_an_open_write_transaction_neither_blocks_nor_leaks_into_the_read(app, signed_in):

@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlmodel import select
+from starlette.routing import Route
 
 from app.api.deps import Principal, get_principal, require_permissions, require_roles
 from app.db.principals import PrincipalReader
@@ -99,6 +100,11 @@ def test_the_walker_catches_an_unprotected_route(app):
         return {}
 
     assert unprotected_routes(app) == ["GET /api/v1/oops"]
+
+
+def test_routes_are_mounted_flat(app):
+    """An included router is a node FastAPI matches again on every request (app/api/router.py)."""
+    assert [route for route in app.routes if not isinstance(route, Route)] == []
 
 
 def test_every_admin_route_checks_a_permission(app):

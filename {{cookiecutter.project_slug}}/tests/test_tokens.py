@@ -1,5 +1,6 @@
 """JWT rules: pinned algorithm, required claims, typ/aud/iss checked, no PII."""
 
+import asyncio
 import base64
 import json
 import time
@@ -110,3 +111,23 @@ async def test_garbage_token_is_a_401_not_a_500(client):
 
 async def test_refresh_token_cannot_be_used_as_access_token(client, bearer):
     assert (await me(client, bearer["refresh_token"])).status_code == 401
+
+
+async def test_a_token_accepted_before_is_refused_once_it_expires(client, bearer, forge):
+    """Verified tokens are remembered (app/core/tokens.py), but the clock is read every time."""
+    expires_at = int(time.time()) + 2
+    token = forge({**valid_claims(bearer["access_token"]), "exp": expires_at})
+    assert (await me(client, token)).status_code == 200
+    await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.05)
+    response = await me(client, token)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid or expired access token"}
+
+
+async def test_an_access_token_accepted_before_is_still_no_refresh_token(client, bearer):
+    """The remembered answer is 'genuine', not 'good for anything': the type is checked again."""
+    assert (await me(client, bearer["access_token"])).status_code == 200
+    response = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": bearer["access_token"]}
+    )
+    assert response.status_code == 401
