@@ -144,7 +144,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: 1 s, 1 round, few connections, no production command",
+        help="smoke run: 1 s, 1 round, few connections (add --skip-prod for uvicorn only)",
     )
     parser.add_argument(
         "--output",
@@ -159,7 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.duration, args.warmup, args.rounds, args.skip_prod = 1.0, 0.5, 1, True
+        args.duration, args.warmup, args.rounds = 1.0, 0.5, 1
         args.connections, args.login_connections = min(args.connections, 4), 2
     try:
         args.variant = Variant.parse(args.variant)

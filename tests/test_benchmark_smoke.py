@@ -1,4 +1,5 @@
-"""`python -m benchmarks --quick` runs end to end and reports every measurement.
+"""`python -m benchmarks --quick` runs end to end with either load generator and reports every
+measurement, for uvicorn with 1 worker and for the production command (scripts/start.sh).
 
 No timing assertions: the numbers only have to exist, be positive and come from requests that
 succeeded (a refresh that reused a token or a login that failed would show up as errors).
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+import pytest
 
 from support import TEMPLATE_DIR, output_of, run
 
@@ -31,10 +34,19 @@ CHECKS = (
 )
 
 
-def test_quick_benchmark_reports_every_measurement(tmp_path: Path) -> None:
+RUNS = [
+    pytest.param("python", ["--skip-prod"], ["uvicorn"], id="python-client-uvicorn"),
+    pytest.param("wrk", [], ["uvicorn", "prod"], id="wrk-client-uvicorn-and-start.sh"),
+]
+
+
+@pytest.mark.parametrize(("client", "options", "servers"), RUNS)
+def test_quick_benchmark_reports_every_measurement(
+    tmp_path: Path, client: str, options: list[str], servers: list[str]
+) -> None:
     output = tmp_path / "bench.json"
     result = run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--client", "python",
+        [sys.executable, "-m", "benchmarks", "--quick", "--client", client, *options,
          "--output", str(output)],
         cwd=TEMPLATE_DIR,
         timeout=300,
@@ -42,9 +54,18 @@ def test_quick_benchmark_reports_every_measurement(tmp_path: Path) -> None:
     assert result.returncode == 0, output_of(result)
 
     results = json.loads(output.read_text())
-    assert results["meta"]["client"] == "python"
-    assert list(results["targets"]) == ["uvicorn"]  # --quick skips the production command
-    target = results["targets"]["uvicorn"]
+    assert results["meta"]["client"].startswith(client), results["meta"]["client"]
+    assert list(results["targets"]) == servers
+    for server in servers:
+        assert_every_measurement(results["targets"][server])
+
+    table = output.with_suffix(".md").read_text()
+    assert "GET /api/v1/users/me" in table
+    assert "POST /api/v1/auth/login" in table
+    assert ("## scripts/start.sh (gunicorn" in table) == ("prod" in servers)
+
+
+def assert_every_measurement(target: dict) -> None:
     measurements = target["measurements"]
     for name in LOAD_MEASUREMENTS:
         numbers = measurements[name]
@@ -57,7 +78,3 @@ def test_quick_benchmark_reports_every_measurement(tmp_path: Path) -> None:
     assert measurements["worker_rss"]["rss_mib"] > 0
     for name in CHECKS:
         assert target["checks"][name]["value"] > 0, name
-
-    table = output.with_suffix(".md").read_text()
-    assert "GET /api/v1/users/me" in table
-    assert "POST /api/v1/auth/login" in table

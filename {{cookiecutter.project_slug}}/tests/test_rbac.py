@@ -51,7 +51,7 @@ ADMIN_ROUTES = [
 ]
 
 
-def all_routes(app: FastAPI) -> list[Any]:
+def expanded_routes(app: FastAPI) -> list[Any]:
     """Every route with its full path and dependencies.
 
     Since FastAPI 0.137 `app.routes` keeps each included router as one node; the public
@@ -74,7 +74,7 @@ def calls(dependant: Dependant) -> Iterator[object]:
 def unprotected_routes(app: FastAPI) -> list[str]:
     """Routes outside PUBLIC_PATHS that do not depend on get_principal anywhere."""
     found = []
-    for route in all_routes(app):
+    for route in expanded_routes(app):
         path = getattr(route, "path", None) or repr(route)
         if path in PUBLIC_PATHS:
             continue
@@ -85,7 +85,7 @@ def unprotected_routes(app: FastAPI) -> list[str]:
 
 
 def test_every_non_public_route_requires_authentication(app):
-    checked = {route.path for route in all_routes(app)} - PUBLIC_PATHS
+    checked = {route.path for route in expanded_routes(app)} - PUBLIC_PATHS
     assert {"/api/v1/users/me", "/api/v1/admin/users", "/api/v1/auth/logout"} <= checked
     assert unprotected_routes(app) == []
 
@@ -109,7 +109,7 @@ def test_routes_are_mounted_flat(app):
 
 def test_every_admin_route_checks_a_permission(app):
     admin_routes = [
-        r for r in all_routes(app) if is_api_route(r) and r.path.startswith("/api/v1/admin/")
+        r for r in expanded_routes(app) if is_api_route(r) and r.path.startswith("/api/v1/admin/")
     ]
     assert len(admin_routes) == len(ADMIN_ROUTES)
     for route in admin_routes:

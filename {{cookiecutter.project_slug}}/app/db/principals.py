@@ -104,12 +104,12 @@ class PrincipalReader:
         rows = await self._connection.fetch(
             self._sql, [_apply(process, params[name]) for name, process in self._binds]
         )
-        users = [row for row in rows if row[0] is not None]  # none when the session has ended
-        if not users:
+        user_row = next((row for row in rows if row[0] is not None), None)
+        if user_row is None:  # the session has ended: only grant rows came back
             return None
         user_id, email, is_verified, created_at, last_login_at = (
             _apply(process, value)
-            for process, value in zip(self._results, users[0], strict=False)  # user columns
+            for process, value in zip(self._results, user_row, strict=False)  # user columns
         )
         return Principal(
             id=user_id,
