@@ -1,12 +1,14 @@
 """The application factory. `app = create_app()` is what uvicorn and gunicorn serve."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.router import OPENAPI_TAGS, all_routes
 from app.core.config import Settings, get_settings
@@ -60,27 +62,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "Authorization", "X-CSRF-Token"],
         )
     app.add_exception_handler(ServiceError, service_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RateLimitExceeded, rate_limit_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unhandled_error_handler)
     return app
 
 
+def error_response(
+    status_code: int, detail: str, code: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The one shape of every error the service answers itself (422 keeps FastAPI's list)."""
+    return JSONResponse({"detail": detail, "code": code}, status_code=status_code, headers=headers)
+
+
 async def service_error_handler(_request: Request, exc: ServiceError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return error_response(exc.status_code, exc.detail, exc.code, exc.headers)
+
+
+async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Routing errors (unknown path, wrong method) get a code like every other error."""
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    return error_response(exc.status_code, str(exc.detail), code, exc.headers)
 
 
 async def rate_limit_handler(_request: Request, exc: RateLimitExceeded) -> JSONResponse:
-    return JSONResponse(
-        {"detail": "Too many attempts; try again later"},
-        status_code=429,
-        headers={"Retry-After": str(exc.retry_after)},
+    return error_response(
+        429,
+        "Too many attempts; try again later",
+        "rate_limited",
+        {"Retry-After": str(exc.retry_after)},
     )
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Log the failure for operators; tell the client nothing about internals."""
     logger.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+    return error_response(500, "Internal Server Error", "internal_error")
 
 
 app = create_app()

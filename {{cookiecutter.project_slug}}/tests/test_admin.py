@@ -111,7 +111,7 @@ async def test_view_user_and_404s(admin, bob):
         body = {"is_verified": True} if method == "PATCH" else None
         response = await admin.request(method, missing, json=body)
         assert response.status_code == 404, method
-        assert response.json() == {"detail": "User not found"}
+        assert response.json() == {"detail": "User not found", "code": "not_found"}
     assert (await admin.get("/api/v1/admin/users/not-a-uuid")).status_code == 422
     assert (await admin.get(missing + "/sessions")).status_code == 404
     assert (await admin.delete(missing + "/sessions")).status_code == 404
@@ -137,7 +137,7 @@ async def test_patch_rejects_unknown_roles_and_other_fields(admin, bob):
     url = f"/api/v1/admin/users/{bob.id}"
     unknown = await admin.patch(url, json={"roles": ["user", "wizard", "ghost"]})
     assert unknown.status_code == 400
-    assert unknown.json() == {"detail": "Unknown role: ghost, wizard"}
+    assert unknown.json() == {"detail": "Unknown role: ghost, wizard", "code": "unknown_name"}
     assert (await admin.get(url)).json()["roles"] == ["user"]
 
     for body in ({"email": "x@example.com"}, {"is_active": "maybe"}, {"roles": "admin"}):
@@ -195,10 +195,13 @@ async def test_admin_cannot_lock_themselves_out(admin, root):
     ):
         response = await admin.patch(url, json=body)
         assert response.status_code == 409
-        assert response.json() == {"detail": detail}
+        assert response.json() == {"detail": detail, "code": "self_lockout"}
     response = await admin.delete(url)
     assert response.status_code == 409
-    assert response.json() == {"detail": "You cannot delete your own account"}
+    assert response.json() == {
+        "detail": "You cannot delete your own account",
+        "code": "self_lockout",
+    }
 
     me = (await admin.get(url)).json()
     assert me["is_active"] is True and "admin" in me["roles"]
@@ -310,11 +313,14 @@ async def test_role_errors(admin):
 
     duplicate = await admin.post(url, json={"name": "ops"})
     assert duplicate.status_code == 409
-    assert duplicate.json() == {"detail": "A role named 'ops' already exists"}
+    assert duplicate.json() == {
+        "detail": "A role named 'ops' already exists",
+        "code": "already_exists",
+    }
 
     unknown = await admin.post(url, json={"name": "ops2", "permissions": ["users:read", "fly"]})
     assert unknown.status_code == 400
-    assert unknown.json() == {"detail": "Unknown permission: fly"}
+    assert unknown.json() == {"detail": "Unknown permission: fly", "code": "unknown_name"}
 
     for body in ({"name": ""}, {"name": "Has Spaces"}, {"name": "x" * 65}, {}):
         response = await admin.post(url, json=body)
@@ -322,7 +328,7 @@ async def test_role_errors(admin):
 
     missing = await admin.patch(f"{url}/{uuid.uuid4()}", json={"description": "x"})
     assert missing.status_code == 404
-    assert missing.json() == {"detail": "Role not found"}
+    assert missing.json() == {"detail": "Role not found", "code": "not_found"}
     assert (await admin.patch(f"{url}/nope", json={})).status_code == 422
 
     roles = {r["name"]: r["id"] for r in (await admin.get(url)).json()}

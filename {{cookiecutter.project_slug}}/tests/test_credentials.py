@@ -44,5 +44,5 @@ async def test_an_empty_bearer_header_does_not_skip_the_cookies_csrf_check(signe
 async def test_no_credentials_at_all_gets_a_401_that_names_the_scheme(client):
     response = await client.get("/api/v1/users/me")
     assert response.status_code == 401
-    assert response.json() == {"detail": "Not authenticated"}
+    assert response.json() == {"detail": "Not authenticated", "code": "not_authenticated"}
     assert response.headers["www-authenticate"] == "Bearer"

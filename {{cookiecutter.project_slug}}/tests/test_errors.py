@@ -10,5 +10,5 @@ async def test_unhandled_errors_leak_nothing(app):
     async with AsyncClient(transport=transport, base_url="https://testserver") as client:
         response = await client.get("/boom")
     assert response.status_code == 500
-    assert response.json() == {"detail": "Internal Server Error"}
+    assert response.json() == {"detail": "Internal Server Error", "code": "internal_error"}
     assert "hunter2" not in response.text

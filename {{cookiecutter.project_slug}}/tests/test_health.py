@@ -26,4 +26,4 @@ async def test_auth_responses_are_never_cached(client):
 async def test_unknown_route_gives_json_404(client):
     response = await client.get("/api/v1/nope")
     assert response.status_code == 404
-    assert response.json() == {"detail": "Not Found"}
+    assert response.json() == {"detail": "Not Found", "code": "not_found"}

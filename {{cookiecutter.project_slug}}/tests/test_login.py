@@ -45,7 +45,14 @@ async def test_wrong_password_and_unknown_email_look_the_same(client, alice):
         "/api/v1/auth/login", json={"email": "bob@example.com", "password": PASSWORD}
     )
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json() == unknown.json() == {"detail": "Incorrect email or password"}
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {
+            "detail": "Incorrect email or password",
+            "code": "invalid_credentials",
+        }
+    )
 
 
 async def test_unknown_email_still_runs_one_password_verification(client, monkeypatch):
@@ -106,7 +113,7 @@ async def test_token_endpoint_serves_api_clients_with_bearer_tokens(client, alic
 async def test_users_me_needs_authentication(client):
     response = await client.get("/api/v1/users/me")
     assert response.status_code == 401
-    assert response.json() == {"detail": "Not authenticated"}
+    assert response.json() == {"detail": "Not authenticated", "code": "not_authenticated"}
 
 
 async def test_login_rehashes_when_argon2_parameters_change(app, client, alice, db):

@@ -121,7 +121,10 @@ def test_every_admin_route_checks_a_permission(app):
 async def test_a_normal_user_gets_403_on_admin_routes(signed_in, method, path, body, permission):
     response = await signed_in.request(method, path, json=body)
     assert response.status_code == 403
-    assert response.json() == {"detail": f"Missing permission: {permission}"}
+    assert response.json() == {
+        "detail": f"Missing permission: {permission}",
+        "code": "permission_denied",
+    }
 
 
 @pytest.mark.parametrize(("method", "path", "body", "permission"), ADMIN_ROUTES)
@@ -152,7 +155,7 @@ async def test_require_roles(app, signed_in, alice, db):
 
     refused = await signed_in.get("/api/v1/rbac-admins")
     assert refused.status_code == 403
-    assert refused.json() == {"detail": "Missing role: admin"}
+    assert refused.json() == {"detail": "Missing role: admin", "code": "permission_denied"}
 
     admin = (await db.exec(select(Role).where(Role.name == "admin"))).one()
     db.add(UserRole(user_id=alice.id, role_id=admin.id))

@@ -121,7 +121,10 @@ async def test_a_token_accepted_before_is_refused_once_it_expires(client, bearer
     await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.05)
     response = await me(client, token)
     assert response.status_code == 401
-    assert response.json() == {"detail": "Invalid or expired access token"}
+    assert response.json() == {
+        "detail": "Invalid or expired access token",
+        "code": "invalid_token",
+    }
 
 
 async def test_an_access_token_accepted_before_is_still_no_refresh_token(client, bearer):

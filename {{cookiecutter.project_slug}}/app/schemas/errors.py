@@ -1,12 +1,13 @@
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ErrorMessage(BaseModel):
     """The body of every error the API raises itself (validation errors are FastAPI's 422)."""
 
-    detail: str
+    detail: str = Field(description="What went wrong, in English, for people")
+    code: str = Field(description="Stable machine-readable reason: match this, not `detail`")
 
 
 # Documented on every API route, so clients and schema checkers know the shape of failures.

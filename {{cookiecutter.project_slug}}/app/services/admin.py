@@ -26,17 +26,17 @@ from app.schemas.admin import AdminUserUpdate, RoleCreate, RoleRead, RoleUpdate,
 from app.schemas.user import UserRead
 from app.services import audit
 from app.services.context import ClientInfo, Context
-from app.services.errors import Conflict, NotFound, ServiceError
+from app.services.errors import (
+    AdminRoleFixed,
+    AlreadyExists,
+    LastAdmin,
+    NotFound,
+    SelfLockout,
+    UnknownName,
+)
 from app.services.sessions import SessionService
 
 ADMIN_ROLE = "admin"
-
-
-class UnknownName(ServiceError):
-    """A role or permission name in the request does not exist."""
-
-    status_code = 400
-    detail = "Unknown name"
 
 
 class AdminService:
@@ -76,9 +76,9 @@ class AdminService:
 
         if user.id == actor.id:
             if deactivating:
-                raise Conflict("You cannot deactivate your own account")
+                raise SelfLockout("You cannot deactivate your own account")
             if losing_admin:
-                raise Conflict("You cannot remove your own admin role")
+                raise SelfLockout("You cannot remove your own admin role")
         if ADMIN_ROLE in current_roles and user.is_active and (deactivating or losing_admin):
             await self._ensure_another_admin(user.id)
 
@@ -111,7 +111,7 @@ class AdminService:
         """Delete the user; their sessions, roles and tokens go with them (FK cascade)."""
         user = await self._user(user_id)
         if user.id == actor.id:
-            raise Conflict("You cannot delete your own account")
+            raise SelfLockout("You cannot delete your own account")
         roles, _ = (await self._grants([user.id])).get(user.id, ([], []))
         if ADMIN_ROLE in roles and user.is_active:
             await self._ensure_another_admin(user.id)
@@ -155,7 +155,7 @@ class AdminService:
     async def create_role(self, actor: Principal, body: RoleCreate, client: ClientInfo) -> RoleRead:
         duplicate = f"A role named '{body.name}' already exists"
         if (await self.db.exec(select(Role.id).where(Role.name == body.name))).first():
-            raise Conflict(duplicate)
+            raise AlreadyExists(duplicate)
         permission_ids = await self._permission_ids(body.permissions)
         role = Role(name=body.name, description=body.description)
         self.db.add(role)
@@ -163,7 +163,7 @@ class AdminService:
             await self.db.flush()
         except IntegrityError as exc:  # created by a concurrent request
             await self.db.rollback()
-            raise Conflict(duplicate) from exc
+            raise AlreadyExists(duplicate) from exc
         self.db.add_all(RolePermission(role_id=role.id, permission_id=p) for p in permission_ids)
         audit.record(self.db, AuditEventType.ROLE_CREATED, client, actor.id, detail=role.name)
         await self.db.commit()
@@ -180,7 +180,7 @@ class AdminService:
             wanted = sorted(set(body.permissions))
             current = (await self._role_read(role.id)).permissions
             if role.name == ADMIN_ROLE and set(current) - set(wanted):
-                raise Conflict("The admin role always keeps every permission")
+                raise AdminRoleFixed()
             if wanted != current:
                 permission_ids = await self._permission_ids(wanted)
                 await self.db.exec(
@@ -245,7 +245,7 @@ class AdminService:
             )
         ).one()
         if not others:
-            raise Conflict("This is the last active admin; make someone else admin first")
+            raise LastAdmin()
 
     async def _role_ids(self, names: Sequence[str]) -> list[uuid.UUID]:
         found = dict(

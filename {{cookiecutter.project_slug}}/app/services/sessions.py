@@ -15,7 +15,14 @@ from app.models import AuditEventType, DeviceSession, User
 from app.models.base import utcnow
 from app.services import audit
 from app.services.context import ClientInfo, Context
-from app.services.errors import NotAuthenticated, NotFound
+from app.services.errors import (
+    DeviceMismatch,
+    InvalidToken,
+    NotFound,
+    RefreshTokenReused,
+    SessionEnded,
+    SessionIdle,
+)
 from app.utils.user_agent import parse_device
 
 
@@ -66,7 +73,7 @@ class SessionService:
         try:
             return self.ctx.tokens.decode(refresh_token, "refresh").session_id
         except TokenError as exc:
-            raise NotAuthenticated("Invalid refresh token") from exc
+            raise InvalidToken("Invalid refresh token") from exc
 
     async def rotate(self, refresh_token: str, client: ClientInfo) -> IssuedTokens:
         """Trade a refresh token for its successor.
@@ -79,7 +86,7 @@ class SessionService:
         try:
             claims = self.ctx.tokens.decode(refresh_token, "refresh")
         except TokenError as exc:
-            raise NotAuthenticated("Invalid refresh token") from exc
+            raise InvalidToken("Invalid refresh token") from exc
         session = await self._usable_session(claims.session_id, claims.user_id)
         await self._check_device(session, client)
 
@@ -129,7 +136,7 @@ class SessionService:
         self.revoke(session, "refresh_token_reuse", client)
         audit.record(self.db, AuditEventType.REFRESH_REUSE_DETECTED, client, session.user_id)
         await self.db.commit()
-        raise NotAuthenticated("Refresh token was already used; the session has been revoked")
+        raise RefreshTokenReused()
 
     def revoke(self, session: DeviceSession, reason: str, client: ClientInfo | None = None) -> None:
         """Revoke one session. The caller commits."""
@@ -224,15 +231,15 @@ class SessionService:
         ).first()
         now = utcnow()
         if session is None or session.revoked_at is not None or session.expires_at <= now:
-            raise NotAuthenticated("Session has ended; sign in again")
+            raise SessionEnded()
         idle = timedelta(seconds=self.ctx.settings.session_idle_timeout_seconds)
         if now - session.last_seen_at > idle:
             self.revoke(session, "idle_timeout")
             await self.db.commit()
-            raise NotAuthenticated("Session expired after inactivity; sign in again")
+            raise SessionIdle()
         user = await self.db.get(User, user_id)
         if user is None or not user.is_active:
-            raise NotAuthenticated("Session has ended; sign in again")
+            raise SessionEnded()
         return session
 
     async def _check_device(self, session: DeviceSession, client: ClientInfo) -> None:
@@ -252,7 +259,7 @@ class SessionService:
             return
         self.revoke(session, "device_mismatch", client)
         await self.db.commit()
-        raise NotAuthenticated("This session belongs to another device; sign in again")
+        raise DeviceMismatch()
 
     def _note_ip_change(
         self, user_id: uuid.UUID, previous_ip: str | None, client: ClientInfo
@@ -273,10 +280,10 @@ async def authenticate(ctx: Context, principals: PrincipalReader, access_token: 
     try:
         claims = ctx.tokens.decode(access_token, "access")
     except TokenError as exc:
-        raise NotAuthenticated("Invalid or expired access token") from exc
+        raise InvalidToken("Invalid or expired access token") from exc
     principal = await principals.read(claims.session_id, claims.user_id, utcnow())
     if principal is None:
-        raise NotAuthenticated("Session has ended; sign in again")
+        raise SessionEnded()
     return principal
 
 

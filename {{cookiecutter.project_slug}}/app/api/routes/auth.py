@@ -21,17 +21,12 @@ from app.schemas.auth import (
     VerifyEmailRequest,
 )
 from app.schemas.errors import ERROR_RESPONSES
-from app.services.errors import NotAuthenticated, ServiceError
+from app.services.errors import NotAuthenticated, UnsupportedMediaType
 from app.utils.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
 ACCEPTED = "If the address can receive mail, a message is on its way."
-
-
-class UnsupportedMediaType(ServiceError):
-    status_code = 415
-    detail = "Send a JSON body with Content-Type: application/json"
 
 
 async def require_json(request: Request) -> None:
