@@ -14,7 +14,7 @@ from app.api.router import OPENAPI_TAGS, all_routes
 from app.core.config import Settings, get_settings
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.logging import configure_logging
-from app.core.rate_limit import RateLimitExceeded
+from app.core.rate_limit import RateLimitExceeded, memory_counters_warning
 from app.db.principals import PrincipalReader
 from app.db.session import create_engine, create_sessionmaker
 from app.services.context import Context
@@ -26,6 +26,8 @@ logger = logging.getLogger("app")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    if warning := memory_counters_warning(settings):
+        logger.warning(warning)
     engine = create_engine(settings)
     context = Context.from_settings(settings)
     principals = PrincipalReader(engine)

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# Where this project was generated to keep rate-limit counters: "memory" or "redis".
+RATE_LIMITER = "{{ cookiecutter.rate_limiter }}"
 PLACEHOLDER_SECRET = "replace-with-a-random-secret-of-at-least-32-bytes"  # noqa: S105
 
 CommaSeparated = Annotated[list[str], NoDecode]

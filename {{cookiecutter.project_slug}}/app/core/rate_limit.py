@@ -1,12 +1,18 @@
 """Rate limiting on the `limits` package: Redis when configured, process memory otherwise.
 
+Anything that checks a guessable secret goes through `RateLimiter.attempt` (reserve before
+the work, release on success), never a check before and a count after.
+
 When Redis is unreachable the limiter keeps counting in memory (and says so in the log)
 instead of failing requests or letting them all through; it tries Redis again shortly after.
 """
 
+import hashlib
+import hmac
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
@@ -15,7 +21,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from app.core.config import Settings
+from app.core.config import RATE_LIMITER, Settings
+from app.core.security import derive_key
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +48,16 @@ class RateLimitExceeded(Exception):
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None = None, *, enabled: bool = True) -> None:
+    """Counters per (limit, key), kept in Redis when configured and in process memory otherwise.
+
+    Keys are normalised identifiers (an email, an IP key) and are stored only as a keyed
+    digest of fixed size: a megabyte-long username costs 64 bytes, and neither memory nor
+    Redis holds an address in clear (nor one an attacker could confirm by hashing a guess).
+    """
+
+    def __init__(self, redis_url: str | None = None, *, secret: str, enabled: bool = True) -> None:
         self.enabled = enabled
+        self._key = derive_key(secret, "rate-limit-keys")
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         self._redis_storage: Storage | None = None
         self._redis: MovingWindowRateLimiter | None = None
@@ -58,14 +73,30 @@ class RateLimiter:
             self._redis = MovingWindowRateLimiter(self._redis_storage)
 
     async def hit(self, limit: Limit, key: str) -> None:
-        """Count one event; raise `RateLimitExceeded` when the limit is already used up."""
+        """Count one event; raise `RateLimitExceeded` when the limit is already used up.
+
+        Consuming and checking are one atomic step (a lock in memory, a Lua script in
+        Redis), so concurrent requests can never all see the last free unit.
+        """
         if self.enabled and not await self._call("hit", limit, key):
             raise RateLimitExceeded(await self._retry_after(limit, key))
 
-    async def check(self, limit: Limit, key: str) -> None:
-        """Raise `RateLimitExceeded` when one more event would exceed the limit; count nothing."""
-        if self.enabled and not await self._call("test", limit, key):
-            raise RateLimitExceeded(await self._retry_after(limit, key))
+    async def attempt(self, limit: Limit, key: str, verify: Callable[[], Awaitable[bool]]) -> bool:
+        """Guard a guessable secret (password, MFA code, reauthentication): reserve, verify,
+        release on success.
+
+        One unit is consumed *before* `verify` runs, so a burst of N concurrent guesses gets
+        at most the limit's worth of verifications however they interleave; the rest raise
+        `RateLimitExceeded` without doing the work. A failed check keeps its unit (it is the
+        failure being counted); a passed one resets the key, since a success clears the
+        failure count. Checking first and counting after the work would let every guess of
+        a burst pass the check before any of them is counted.
+        """
+        await self.hit(limit, key)
+        if not await verify():
+            return False
+        await self.reset(limit, key)
+        return True
 
     async def reset(self, limit: Limit, key: str) -> None:
         if self.enabled:
@@ -84,7 +115,13 @@ class RateLimiter:
         stats = await self._call("get_window_stats", limit, key)
         return max(1, math.ceil(stats.reset_time - time.time()))
 
+    def _digest(self, key: str) -> str:
+        # surrogatepass: a lone surrogate that slipped through input validation still counts
+        encoded = key.encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, encoded, hashlib.sha256).hexdigest()
+
     async def _call(self, method: str, limit: Limit, key: str):  # type: ignore[no-untyped-def]
+        key = self._digest(key)
         if self._redis is not None and time.monotonic() >= self._redis_down_until:
             try:
                 return await getattr(self._redis, method)(limit.item, limit.name, key)
@@ -111,3 +148,22 @@ class AuthLimits:
             email=Limit.parse("email", settings.rate_limit_email),
             email_ip=Limit.parse("email-ip", settings.rate_limit_email_ip),
         )
+
+
+def memory_counters_warning(settings: Settings) -> str | None:
+    """Why this configuration's limits are looser than they read, or None when they are not.
+
+    Counters in process memory are per worker: N workers let N times the configured attempts
+    through, and a project generated for Redis without `REDIS_URL` is running unshared.
+    """
+    if settings.redis_url or not settings.rate_limit_enabled:
+        return None
+    if settings.web_concurrency > 1:
+        return (
+            f"WEB_CONCURRENCY={settings.web_concurrency} workers count rate limits each in its "
+            f"own memory, so every limit allows {settings.web_concurrency} times its attempts: "
+            "set REDIS_URL to share the counters, or run one worker"
+        )
+    if RATE_LIMITER == "redis":
+        return "REDIS_URL is unset: rate limits are counted in this process's memory, not shared"
+    return None

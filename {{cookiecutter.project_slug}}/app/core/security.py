@@ -14,8 +14,8 @@ from functools import partial
 from typing import TypeVar
 
 from argon2 import PasswordHasher as Argon2Hasher
-from argon2 import Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2 import Type, extract_parameters
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.core.config import Settings
 
@@ -39,6 +39,14 @@ def _lower_thread_priority() -> None:
     if sys.platform == "linux":  # per-thread nice values are a Linux feature
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
+def _is_argon2(password_hash: str) -> bool:
+    try:
+        extract_parameters(password_hash)
+    except InvalidHashError:
+        return False
+    return True
 
 
 class PasswordHasher:
@@ -68,20 +76,35 @@ class PasswordHasher:
         return await self._run(self._argon2.hash, password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
+        """A stored value that is not an argon2 hash never matches, yet costs a full
+        verification: an account without a usable password is not told apart by speed."""
         return await self._run(self._verify, password_hash, password)
 
     async def verify_dummy(self, password: str) -> None:
-        """Spend the same time as a real check, so unknown emails cannot be told apart."""
-        await self.verify(self._dummy_hash, password)
+        """Spend what checking a real account costs, so unknown emails cannot be told apart."""
+        await self._run(self._verify, None, password)
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._argon2.check_needs_rehash(password_hash)
 
-    def _verify(self, password_hash: str, password: str) -> bool:
+    def _verify(self, password_hash: str | None, password: str) -> bool:
+        if password_hash is None or not _is_argon2(password_hash):
+            self._check(self._current_dummy(), password)
+            return False
+        return self._check(password_hash, password)
+
+    def _check(self, password_hash: str, password: str) -> bool:
         try:
             return self._argon2.verify(password_hash, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+        except (VerificationError, InvalidHashError):
             return False
+
+    def _current_dummy(self) -> str:
+        """The dummy is made by the hasher in force, like every new hash: it encodes exactly
+        the configured parameters, and follows them should they change."""
+        if self._argon2.check_needs_rehash(self._dummy_hash):
+            self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(32))
+        return self._dummy_hash
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

@@ -70,22 +70,23 @@ class AuthService:
     ) -> tuple[User, IssuedTokens]:
         """Check the password, then open a device session.
 
-        Limits come before any hashing; an unknown email still costs one verification, so
-        response times do not reveal which addresses have accounts.
+        The per-IP limit and a reservation on the account's failure allowance come before any
+        hashing; an unknown email still costs one verification, so response times do not
+        reveal which addresses have accounts.
         """
         email = users.normalize_email(email)
         limits = self.ctx.limits
         await self.ctx.limiter.hit(limits.login_ip, client.ip_key)
-        await self.ctx.limiter.check(limits.login_account, email)
-
         user = await users.get_by_email(self.db, email)
-        if user is None:
-            await self.ctx.passwords.verify_dummy(password)
-            valid = False
-        else:
-            valid = await self.ctx.passwords.verify(user.password_hash, password)
+
+        async def verify() -> bool:
+            if user is None:
+                await self.ctx.passwords.verify_dummy(password)
+                return False
+            return await self.ctx.passwords.verify(user.password_hash, password)
+
+        valid = await self.ctx.limiter.attempt(limits.login_account, email, verify)
         if user is None or not valid:
-            await self.ctx.limiter.hit(limits.login_account, email)
             audit.record(self.db, AuditEventType.LOGIN_FAILED, client, user.id if user else None)
             await self.db.commit()
             raise InvalidCredentials()
@@ -94,7 +95,6 @@ class AuthService:
         if not user.is_verified:
             raise EmailNotVerified()
 
-        await self.ctx.limiter.reset(limits.login_account, email)
         if self.ctx.passwords.needs_rehash(user.password_hash):
             user.password_hash = await self.ctx.passwords.hash(password)
         device = parse_device(client.user_agent)
@@ -157,10 +157,11 @@ class AuthService:
     ) -> None:
         """Needs the current password; keeps this session, ends every other one."""
         user = await self._user_of(principal)
-        limit = self.ctx.limits.login_account
-        await self.ctx.limiter.check(limit, user.email)
-        if not await self.ctx.passwords.verify(user.password_hash, current_password):
-            await self.ctx.limiter.hit(limit, user.email)
+
+        async def verify() -> bool:
+            return await self.ctx.passwords.verify(user.password_hash, current_password)
+
+        if not await self.ctx.limiter.attempt(self.ctx.limits.login_account, user.email, verify):
             raise WrongPassword()
         self._check_password(new_password, user.email)
         await self._replace_password(user, new_password, client, keep=principal.session_id)

@@ -1,6 +1,7 @@
 """The long-lived collaborators every service needs besides a database session."""
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
 
 from app.core.config import Settings
 from app.core.rate_limit import AuthLimits, RateLimiter
@@ -27,7 +28,9 @@ class Context:
             passwords=PasswordHasher(settings),
             tokens=TokenCodec(settings),
             csrf=CsrfTokens(secret),
-            limiter=RateLimiter(settings.redis_url, enabled=settings.rate_limit_enabled),
+            limiter=RateLimiter(
+                settings.redis_url, secret=secret, enabled=settings.rate_limit_enabled
+            ),
             limits=AuthLimits.from_settings(settings),
             mailer=Mailer(settings),
         )
@@ -42,5 +45,18 @@ class ClientInfo:
 
     @property
     def ip_key(self) -> str:
-        """Rate-limit key for the address (all unknown addresses share one bucket)."""
-        return self.ip or "unknown"
+        """Rate-limit key for the address: an IPv4 address, or an IPv6 address's /64.
+
+        An IPv6 customer is handed a whole /64 and can pick any address in it, so counting per
+        address would give them 2**64 fresh counters. Addresses that are missing or do not
+        parse share one bucket.
+        """
+        try:
+            address = ip_address(self.ip or "")
+        except ValueError:
+            return "unknown"
+        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if isinstance(address, IPv4Address):
+            return str(address)
+        return str(IPv6Network((int(address) >> 64 << 64, 64)))
