@@ -1,9 +1,11 @@
 """Login limits per IP and per account, checked before any password hashing."""
 
+import asyncio
+
 import pytest
 from argon2 import PasswordHasher
 
-from tests.conftest import PASSWORD, count_calls, login, make_settings
+from tests.conftest import PASSWORD, TEST_REDIS_URL, count_calls, login, make_settings
 
 
 async def attempt(client, email="alice@example.com", password="wrong password here"):
@@ -88,3 +90,18 @@ class TestBehindTrustedProxy:
 
         assert [(await from_ip("203.0.113.1")).status_code for _ in range(3)] == [401, 401, 429]
         assert (await from_ip("203.0.113.2")).status_code == 401
+
+
+@pytest.mark.skipif(bool(TEST_REDIS_URL), reason="the memory storage's own sweep")
+async def test_resets_during_the_memory_expiry_sweep_break_nothing(app):
+    """Successes reset keys while the sweep walks them: the sweep must not die on a KeyError."""
+    limiter, limit = app.state.context.limiter, app.state.context.limits.login_account
+    emails = [f"user{n}@example.com" for n in range(20)]
+    for email in emails:
+        await limiter.hit(limit, email)
+    sweep = limiter._memory.storage.timer  # the hits scheduled the storage's expiry sweep
+    await asyncio.sleep(0)  # let it start: it is now waiting between two keys
+    for email in emails:
+        await limiter.reset(limit, email)
+    await sweep
+    await limiter.hit(limit, emails[0])  # reset keys count again from zero

@@ -47,6 +47,21 @@ class RateLimitExceeded(Exception):
         self.retry_after = retry_after
 
 
+class SweepSafeMemoryStorage(MemoryStorage):
+    """`limits`' memory storage, with a clear that cannot break its expiry sweep.
+
+    The sweep lists the keys, then awaits between them; the stock `clear` deletes a key in
+    that gap and the sweep dies on a KeyError (logged as an unretrieved task exception).
+    Emptying the key's window instead resets it the same way, and the sweep drops it later.
+    """
+
+    async def clear(self, key: str) -> None:
+        self.storage.pop(key, None)
+        self.expirations.pop(key, None)
+        if key in self.events:
+            self.events[key] = []
+
+
 class RateLimiter:
     """Counters per (limit, key), kept in Redis when configured and in process memory otherwise.
 
@@ -58,7 +73,7 @@ class RateLimiter:
     def __init__(self, redis_url: str | None = None, *, secret: str, enabled: bool = True) -> None:
         self.enabled = enabled
         self._key = derive_key(secret, "rate-limit-keys")
-        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        self._memory = MovingWindowRateLimiter(SweepSafeMemoryStorage())
         self._redis_storage: Storage | None = None
         self._redis: MovingWindowRateLimiter | None = None
         self._redis_down_until = 0.0
