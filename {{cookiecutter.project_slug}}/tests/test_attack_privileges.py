@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from httpx import AsyncClient, Response
 from sqlmodel import col, select
 
-from app.models import DeviceSession, Permission, Role, RolePermission, User, UserRole
 from app.core.config import Settings
+from app.models import DeviceSession, Permission, Role, RolePermission, User, UserRole
 from tests.conftest import browser, create_user, make_settings
 
 ADMIN = "/api/v1/admin"
@@ -80,7 +80,9 @@ async def snapshot(app: FastAPI) -> dict[str, object]:
             )
         ).all()
         revoked = (
-            await db.exec(select(DeviceSession.id).where(col(DeviceSession.revoked_at).is_not(None)))
+            await db.exec(
+                select(DeviceSession.id).where(col(DeviceSession.revoked_at).is_not(None))
+            )
         ).all()
         descriptions = (await db.exec(select(Role.name, Role.description))).all()
     return {
@@ -253,7 +255,10 @@ async def walk_what_it_holds(walk: Walk) -> None:
     """The boundary is exact: granting and acting within the held set works."""
     roles = await roles_by_name(walk.app)
     created = await walk.allowed(
-        "role", "POST", f"{ADMIN}/roles", {"name": f"within-{walk.n}", "permissions": sorted(walk.held)}
+        "role",
+        "POST",
+        f"{ADMIN}/roles",
+        {"name": f"within-{walk.n}", "permissions": sorted(walk.held)},
     )
     if created.status_code == 201:
         assert set(created.json()["permissions"]) == walk.held
@@ -316,7 +321,6 @@ async def test_a_role_writer_cannot_give_the_default_role_user_management(app, c
 
 async def test_the_admin_acting_on_the_admin_role_and_admins_still_works(app, cast):
     """Holding every permission is enough: the rule refuses nobody who holds it all."""
-    root, _bob = cast
     second = await create_user(app, "second@example.com")
     await give_roles(app, second, "admin")
     roles = await roles_by_name(app)
