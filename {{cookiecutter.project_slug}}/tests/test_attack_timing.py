@@ -268,9 +268,7 @@ async def test_a_burst_of_registrations_for_one_address_sends_at_most_the_notice
 
 
 async def request_change(http: AsyncClient, email: str) -> Response:
-    return await http.patch(
-        f"{API}/users/me", json={"email": email, "current_password": PASSWORD}
-    )
+    return await http.patch(f"{API}/users/me", json={"email": email, "current_password": PASSWORD})
 
 
 async def can_log_in(client: AsyncClient, email: str) -> bool:

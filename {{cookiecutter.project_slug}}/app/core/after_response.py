@@ -11,7 +11,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class AfterResponseMiddleware:
-    def __init__(self, app: ASGIApp, *, hold: Callable[[], AbstractAsyncContextManager[None]]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, hold: Callable[[], AbstractAsyncContextManager[None]]
+    ) -> None:
         self.app = app
         self.hold = hold
 

@@ -78,10 +78,7 @@ class AuthService:
         redeemed = await one_time_tokens.redeem(
             self.db, token, (TokenPurpose.VERIFY_EMAIL, TokenPurpose.CHANGE_EMAIL)
         )
-        if redeemed is None or (
-            redeemed.purpose == TokenPurpose.CHANGE_EMAIL
-            and (not redeemed.user.is_active or redeemed.new_email is None)
-        ):
+        if redeemed is None:
             await self.db.rollback()
             raise InvalidOneTimeToken()
         user = redeemed.user
@@ -92,7 +89,9 @@ class AuthService:
             await self.db.commit()
             return
         old_email, new_email = user.email, redeemed.new_email
-        assert new_email is not None
+        if new_email is None or not user.is_active:
+            await self.db.rollback()
+            raise InvalidOneTimeToken()
         # The unique index decides: the address may have been taken since the link was sent.
         if not await users.change_email(self.db, user, new_email):
             raise EmailTaken("This email address now belongs to another account")

@@ -64,9 +64,7 @@ async def issue(
     return token
 
 
-async def redeem(
-    db: AsyncSession, token: str, purposes: Iterable[TokenPurpose]
-) -> Redeemed | None:
+async def redeem(db: AsyncSession, token: str, purposes: Iterable[TokenPurpose]) -> Redeemed | None:
     """Mark the token used and say what it was for; None when unknown, used, expired or of
     another purpose. One conditional statement, so concurrent uses succeed once.
 
