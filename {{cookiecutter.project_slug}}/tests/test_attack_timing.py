@@ -20,6 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.core.security import PasswordHasher
 from app.models import OneTimeToken
+from app.services.deferred import Deferred
 from app.services.email import Email, Mailer
 from tests.conftest import (
     BROWSER,
@@ -476,3 +477,33 @@ async def test_email_change_requests_are_limited_per_account(app, outbox, alice)
         ]
     assert codes.count(200) == app.state.context.limits.email_change.item.amount
     assert codes[-1] == 429
+
+
+# --- the runner itself ----------------------------------------------------------------------
+
+
+async def test_work_handed_over_during_a_request_waits_for_the_end_of_it():
+    later = Deferred()
+    ran: list[str] = []
+
+    async def job() -> None:
+        ran.append("job")
+
+    async with later.hold():
+        later.run("test job", job)
+        await asyncio.sleep(0)  # a chance to run, which it must not take
+        assert ran == []
+    await later.wait_idle()
+    assert ran == ["job"]
+
+
+async def test_work_handed_over_outside_a_request_starts_at_once():
+    later = Deferred()
+    ran: list[str] = []
+
+    async def job() -> None:
+        ran.append("job")
+
+    later.run("test job", job)
+    await asyncio.sleep(0)
+    assert ran == ["job"]
