@@ -135,6 +135,19 @@ def same_answer(first: Response, second: Response) -> None:
     assert first.content == second.content
 
 
+async def compare(
+    meter: WorkMeter,
+    known: Callable[[], Awaitable[Response]],
+    unknown: Callable[[], Awaitable[Response]],
+) -> tuple[Response, Work]:
+    """The answers and the work before them are identical; returns one of each."""
+    known_response, known_work = await meter.measure(known)
+    unknown_response, unknown_work = await meter.measure(unknown)
+    same_answer(known_response, unknown_response)
+    assert known_work == unknown_work
+    return known_response, known_work
+
+
 async def live_tokens(db, purpose: str) -> int:
     db.expire_all()
     query = select(func.count()).select_from(OneTimeToken)
@@ -145,59 +158,41 @@ async def live_tokens(db, purpose: str) -> int:
 # --- forgot, resend, register: known and unknown addresses cost the same ------------------
 
 
-async def test_forgot_password_does_the_same_work_for_known_and_unknown_addresses(
-    app, metered, meter, outbox, alice
+@pytest.mark.parametrize(
+    ("path", "verified", "page", "subject"),
+    [
+        pytest.param("password/forgot", True, "reset-password", "Reset", id="forgot-password"),
+        pytest.param("verify-email/resend", False, "verify-email", "Confirm", id="resend"),
+    ],
+)
+async def test_an_emailed_link_request_does_the_same_work_for_known_and_unknown_addresses(
+    app, metered, meter, outbox, path, verified, page, subject
 ):
-    forgot = f"{API}/auth/password/forgot"
-    known, known_work = await meter.measure(
-        lambda: metered.post(forgot, json={"email": "alice@example.com"})
+    await create_user(app, "known@example.com", is_verified=verified)
+    url = f"{API}/auth/{path}"
+    answer, _work = await compare(
+        meter,
+        lambda: metered.post(url, json={"email": "known@example.com"}),
+        lambda: metered.post(url, json={"email": "nobody@example.com"}),
     )
-    unknown, unknown_work = await meter.measure(
-        lambda: metered.post(forgot, json={"email": "nobody@example.com"})
-    )
-
-    same_answer(known, unknown)
-    assert known.status_code == 202
-    assert known_work == unknown_work
+    assert answer.status_code == 202
     await settle(app)
-    assert [(m.to, m.subject) for m in outbox] == [("alice@example.com", "Reset your password")]
-    link_token(outbox[0], "reset-password")
-
-
-async def test_resend_does_the_same_work_for_known_and_unknown_addresses(
-    app, metered, meter, outbox
-):
-    await create_user(app, "pending@example.com", is_verified=False)
-    resend = f"{API}/auth/verify-email/resend"
-    known, known_work = await meter.measure(
-        lambda: metered.post(resend, json={"email": "pending@example.com"})
-    )
-    unknown, unknown_work = await meter.measure(
-        lambda: metered.post(resend, json={"email": "nobody@example.com"})
-    )
-
-    same_answer(known, unknown)
-    assert known_work == unknown_work
-    await settle(app)
-    assert [m.to for m in outbox] == ["pending@example.com"]
-    link_token(outbox[0])
+    [message] = outbox
+    assert message.to == "known@example.com" and subject in message.subject
+    link_token(message, page)
 
 
 async def test_register_does_the_same_work_for_known_and_unknown_addresses(
     app, metered, meter, outbox, alice
 ):
     register = f"{API}/auth/register"
-    known, known_work = await meter.measure(
-        lambda: metered.post(register, json={"email": "alice@example.com", "password": PASSWORD})
+    answer, work = await compare(
+        meter,
+        lambda: metered.post(register, json={"email": "alice@example.com", "password": PASSWORD}),
+        lambda: metered.post(register, json={"email": "fresh@example.com", "password": PASSWORD}),
     )
-    unknown, unknown_work = await meter.measure(
-        lambda: metered.post(register, json={"email": "fresh@example.com", "password": PASSWORD})
-    )
-
-    same_answer(known, unknown)
-    assert known.status_code == 202
-    assert known_work == unknown_work
-    assert known_work.hashes == 1  # the new password is hashed for both: same cost
+    assert answer.status_code == 202
+    assert work.hashes == 1  # the new password is hashed for both: same cost
     await settle(app)
     assert [m.subject for m in outbox.to("alice@example.com")] == [
         "Someone tried to register with your address"
@@ -211,13 +206,13 @@ async def test_an_email_change_to_a_taken_address_does_the_same_work_as_to_a_fre
 ):
     await create_user(app, "bob@example.com")
     metered.headers["X-CSRF-Token"] = (await login(metered)).json()["csrf_token"]
-    taken, taken_work = await meter.measure(lambda: request_change(metered, "bob@example.com"))
-    free, free_work = await meter.measure(lambda: request_change(metered, "alice@new.example"))
-
-    same_answer(taken, free)
-    assert taken.status_code == 200
-    assert taken.json()["email"] == "alice@example.com"  # nothing changed yet
-    assert taken_work == free_work
+    answer, _work = await compare(
+        meter,
+        lambda: request_change(metered, "bob@example.com"),
+        lambda: request_change(metered, "alice@new.example"),
+    )
+    assert answer.status_code == 200
+    assert answer.json()["email"] == "alice@example.com"  # nothing changed yet
     await settle(app)
     [confirm] = outbox.to("alice@new.example")
     link_token(confirm)
