@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.router import OPENAPI_TAGS, all_routes
+from app.core.after_response import AfterResponseMiddleware
 from app.core.config import Settings, get_settings
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.logging import configure_logging
@@ -27,13 +28,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     engine = create_engine(settings)
-    context = Context.from_settings(settings)
+    sessionmaker = create_sessionmaker(engine)
+    context = Context.from_settings(settings, sessionmaker)
     principals = PrincipalReader(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        await context.mailer.wait_idle()
+        await context.later.wait_idle()
         context.passwords.close()
         await principals.close()
         await engine.dispose()
@@ -48,10 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.sessionmaker = sessionmaker
     app.state.context = context
     app.state.principals = principals
 
+    app.add_middleware(AfterResponseMiddleware, hold=context.later.hold)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     if settings.cors_origins:
         app.add_middleware(
