@@ -6,12 +6,14 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.router import OPENAPI_TAGS, all_routes
 from app.core.after_response import AfterResponseMiddleware
+from app.core.body_limit import BodyLimitMiddleware
 from app.core.config import Settings, get_settings
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.logging import configure_logging
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.context = context
     app.state.principals = principals
 
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(AfterResponseMiddleware, hold=context.later.hold)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     if settings.cors_origins:
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_exception_handler(ServiceError, service_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RateLimitExceeded, rate_limit_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unhandled_error_handler)
     return app
@@ -84,8 +88,26 @@ async def service_error_handler(_request: Request, exc: ServiceError) -> JSONRes
 
 async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Routing errors (unknown path, wrong method) get a code like every other error."""
-    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    code = getattr(exc, "code", None) or _slug(HTTPStatus(exc.status_code).phrase)
     return error_response(exc.status_code, str(exc.detail), code, exc.headers)
+
+
+async def validation_error_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's list of problems, without the submitted values: a 422 must not hand back a
+    password, and a value that cannot be encoded (a lone surrogate) must not become a 500."""
+    problems = [
+        {"type": error["type"], "loc": list(error["loc"]), "msg": _printable(error["msg"])}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": problems, "code": "validation_failed"}, status_code=422)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _slug(phrase: str) -> str:
+    return phrase.lower().replace(" ", "_").replace("-", "_")
 
 
 async def rate_limit_handler(_request: Request, exc: RateLimitExceeded) -> JSONResponse:

@@ -1,8 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Cookie, Depends, Request, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Cookie, Depends, Form, Request, Response, status
 
 from app.api.deps import Auth, Client, Ctx, CurrentUser, Sessions, check_csrf
 from app.api.routes import API_PREFIX
@@ -17,6 +16,7 @@ from app.schemas.auth import (
     RegisterRequest,
     ResetPasswordRequest,
     SessionRead,
+    TokenForm,
     TokenPair,
     VerifyEmailRequest,
 )
@@ -66,9 +66,7 @@ async def login(
 
 
 @router.post("/token")
-async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: Auth, client: Client
-) -> TokenPair:
+async def token(form: Annotated[TokenForm, Form()], auth: Auth, client: Client) -> TokenPair:
     """OAuth2 password flow for API clients and the /docs Authorize button."""
     _user, tokens = await auth.login(form.username, form.password, client)
     return TokenPair(access_token=tokens.access_token, refresh_token=tokens.refresh_token)
