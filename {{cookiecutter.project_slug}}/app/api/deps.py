@@ -22,7 +22,7 @@ from app.services.context import ClientInfo, Context
 from app.services.errors import CsrfFailed, NotAuthenticated, PermissionDenied
 from app.services.sessions import SessionService, authenticate
 from app.utils.client_ip import client_ip
-from app.utils.cookies import ACCESS_COOKIE, CSRF_COOKIE
+from app.utils.cookies import cookie_names
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -71,7 +71,7 @@ def check_csrf(request: Request, ctx: Context, session_id: str) -> None:
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise CsrfFailed("Cross-site requests are not allowed")
     header = request.headers.get(CSRF_HEADER, "")
-    cookie = request.cookies.get(CSRF_COOKIE, "")
+    cookie = request.cookies.get(cookie_names(ctx.settings).csrf, "")
     if not header or not hmac.compare_digest(header.encode(), cookie.encode()):
         raise CsrfFailed()
     if not ctx.csrf.is_valid(header, session_id):
@@ -91,17 +91,17 @@ class AccessTokenAuth(SecurityBase):
         self.scheme_name = "AccessToken"
         self.model = OAuth2Model(
             flows=OAuthFlows(password=OAuthFlowPassword(tokenUrl=form_url)),
-            description=f"A bearer token, or the HttpOnly `{ACCESS_COOKIE}` cookie.",
+            description="A bearer token, or the HttpOnly access cookie set by /auth/login.",
         )
 
     async def __call__(self, request: Request) -> Principal:
         """The caller, read afresh on every request: a revoked session is refused at once."""
         scheme, bearer = get_authorization_scheme_param(request.headers.get("authorization"))
         from_cookie = scheme.lower() != "bearer" or not bearer
-        token = request.cookies.get(ACCESS_COOKIE) if from_cookie else bearer
+        ctx: Context = request.app.state.context  # read directly: this runs on every request
+        token = request.cookies.get(cookie_names(ctx.settings).access) if from_cookie else bearer
         if not token:
             raise NotAuthenticated()
-        ctx: Context = request.app.state.context  # read directly: this runs on every request
         principal = await authenticate(ctx, request.app.state.principals, token)
         if from_cookie and request.method not in SAFE_METHODS:
             check_csrf(request, ctx, str(principal.session_id))

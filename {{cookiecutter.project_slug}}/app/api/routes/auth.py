@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Cookie, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.deps import Auth, Client, Ctx, CurrentUser, Sessions, check_csrf
@@ -22,7 +22,7 @@ from app.schemas.auth import (
 )
 from app.schemas.errors import ERROR_RESPONSES
 from app.services.errors import NotAuthenticated, UnsupportedMediaType
-from app.utils.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
+from app.utils.cookies import clear_auth_cookies, cookie_names, set_auth_cookies
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
@@ -82,13 +82,13 @@ async def refresh(
     ctx: Ctx,
     response: Response,
     body: RefreshRequest | None = None,
-    refresh_cookie: Annotated[str | None, Cookie(alias=REFRESH_COOKIE)] = None,
 ) -> TokenPair | CsrfToken:
     """Rotate the refresh token. API clients send it in the body and get a new pair;
     browsers send the cookie plus the X-CSRF-Token header and get new cookies."""
     if body is not None and body.refresh_token:
         tokens = await sessions.rotate(body.refresh_token, client)
         return TokenPair(access_token=tokens.access_token, refresh_token=tokens.refresh_token)
+    refresh_cookie = request.cookies.get(cookie_names(ctx.settings).refresh)
     if not refresh_cookie:
         raise NotAuthenticated("No refresh token")
     session_id = sessions.session_id_of(refresh_cookie)
