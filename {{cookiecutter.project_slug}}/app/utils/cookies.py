@@ -32,7 +32,23 @@ def cookie_names(settings: Settings) -> CookieNames:
 
 @lru_cache(maxsize=8)  # read on every cookie-authenticated request
 def _names(secure: bool, domain: str | None) -> CookieNames:
-    return CookieNames(access="access_token", refresh="refresh_token", csrf="csrf_token")
+    """Prefixes browsers enforce, so a sibling subdomain cannot plant a cookie of that name.
+
+    `__Host-` needs Secure, Path=/ and no Domain. The refresh cookie keeps its narrow path (it
+    is sent to /api/v1/auth only), so it gets `__Secure-`: a tossed refresh cookie is useless
+    anyway, since a cookie refresh needs a CSRF token signed for that token's session, and the
+    CSRF cookie is `__Host-`. With COOKIE_DOMAIN every cookie is `__Secure-`; without Secure
+    no prefix is allowed.
+    """
+    if not secure:
+        host = refresh = ""
+    elif domain:
+        host = refresh = "__Secure-"
+    else:
+        host, refresh = "__Host-", "__Secure-"
+    return CookieNames(
+        access=f"{host}access_token", refresh=f"{refresh}refresh_token", csrf=f"{host}csrf_token"
+    )
 
 
 class BrowserTokens(Protocol):
