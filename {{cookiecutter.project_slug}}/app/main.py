@@ -1,4 +1,4 @@
-"""The application factory. `app = create_app(settings_or_exit())` is what uvicorn and gunicorn serve."""
+"""The application factory. `app = create_app(...)` is what uvicorn and gunicorn serve."""
 
 import logging
 from collections.abc import AsyncIterator, Mapping

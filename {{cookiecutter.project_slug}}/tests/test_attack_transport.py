@@ -1,4 +1,4 @@
-"""Attacks on the transport: forged CSRF tokens and origins, 500s, cookie names, the database file."""
+"""Attacks on the transport: forged CSRF tokens and origins, 500s, cookie names, the DB file."""
 
 import base64
 import hashlib
@@ -187,7 +187,10 @@ async def test_a_cookie_without_the_prefix_is_ignored(app, signed_in, cookie):
 def test_cookie_prefixes_follow_cookie_domain_and_cookie_secure(overrides, expected):
     names = cookie_names(make_settings(**overrides))
     assert names.all() == tuple(
-        prefix + name for prefix, name in zip(expected, ("access_token", "refresh_token", "csrf_token"))
+        prefix + name
+        for prefix, name in zip(
+            expected, ("access_token", "refresh_token", "csrf_token"), strict=True
+        )
     )
 
 

@@ -128,8 +128,20 @@ UNSAFE_PRODUCTION_ENV = {
     [
         [sys.executable, "-c", "import app.main"],
         [sys.executable, "-m", "uvicorn", "app.main:app", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "app.main:app",
+            "--bind",
+            "127.0.0.1:0",
+            "--worker-class",
+            "uvicorn_worker.UvicornWorker",
+            "--workers",
+            "1",
+        ],
     ],
-    ids=["import", "uvicorn"],
+    ids=["import", "uvicorn", "gunicorn"],
 )
 def test_the_service_will_not_start_and_says_why_in_one_line_per_setting(command):
     result = subprocess.run(

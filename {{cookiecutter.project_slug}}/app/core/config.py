@@ -17,7 +17,7 @@ PLACEHOLDER_SECRET = "replace-with-a-random-secret-of-at-least-32-bytes"  # noqa
 # Compared with letters and digits only, case folded: `CHANGEME.` is `changeme`.
 PLACEHOLDER_WORDS = ("replacewitharandomsecret", "changeme", "replaceme", "secretkey")
 MIN_SECRET_BITS = 128  # estimated from the key's own characters
-GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"  # noqa: S105
 
 CommaSeparated = Annotated[list[str], NoDecode]
 
@@ -153,10 +153,12 @@ class Settings(BaseSettings):
         problems = []
         key = self.secret_key.get_secret_value()
         if len(key.encode()) < 32:
-            problems.append(f"SECRET_KEY must be at least 32 bytes; generate one with {GENERATE_SECRET}")
+            problems.append(
+                f"SECRET_KEY must be at least 32 bytes; generate one with {GENERATE_SECRET}"
+            )
         elif self.environment == "production" and (weakness := secret_key_weakness(key)):
             problems.append(
-                f"SECRET_KEY {weakness} (the env.example placeholder or similar); "
+                f"SECRET_KEY {weakness}: production needs a random key; "
                 f"generate one with {GENERATE_SECRET}"
             )
         if self.environment == "production":

@@ -30,7 +30,12 @@ def create_private_sqlite_file(database_url: str) -> None:
     """
     url = make_url(database_url)
     path = url.database
-    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+    if (
+        url.get_backend_name() != "sqlite"
+        or not path
+        or path == ":memory:"
+        or path.startswith("file:")
+    ):
         return
     # Never open an existing file: closing any descriptor of a SQLite file drops every lock
     # this process holds on it (POSIX advisory locks), corrupting live connections.
