@@ -99,7 +99,11 @@ async def refresh(
     return CsrfToken(csrf_token=tokens.csrf_token)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    openapi_extra={"security": [{"AccessToken": []}]},  # /docs sends its bearer token here too
+)
 async def logout(
     credentials: AnySessionCredentials, auth: Auth, client: Client, ctx: Ctx, response: Response
 ) -> None:
