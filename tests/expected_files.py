@@ -91,6 +91,7 @@ COMMON = {
     "tests/__init__.py",
     "tests/conftest.py",
     "tests/test_admin.py",
+    "tests/test_attack_transport.py",
     "tests/test_cli.py",
     "tests/test_config.py",
     "tests/test_credentials.py",

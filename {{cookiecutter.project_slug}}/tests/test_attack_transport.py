@@ -17,6 +17,7 @@ from httpx import ASGITransport, AsyncClient
 from app.main import create_app
 from app.utils.cookies import cookie_names
 from tests.conftest import BROWSER, PASSWORD, PROJECT, TEST_DATABASE_URL, make_settings
+from tests.test_errors import crash
 
 SIGNATURE = "0" * 64  # the shape of a real token's signature part
 
@@ -99,13 +100,7 @@ def csp(response) -> dict[str, set[str]]:
 
 
 async def test_a_500_carries_every_security_header_and_the_error_body(app):
-    @app.get("/api/v1/boom")
-    async def boom():
-        raise RuntimeError("internal detail")
-
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    async with AsyncClient(transport=transport, base_url="https://testserver") as client:
-        response = await client.get("/api/v1/boom")
+    response = await crash(app, "/api/v1/boom")
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal Server Error", "code": "internal_error"}
     headers = response.headers

@@ -1,3 +1,4 @@
+import asyncio
 from datetime import timedelta
 
 from sqlmodel import select
@@ -173,3 +174,13 @@ async def test_a_revoked_session_gets_no_csrf_token(app, signed_in):
 async def test_a_cross_site_page_gets_no_csrf_token(signed_in):
     response = await signed_in.get("/api/v1/auth/csrf", headers={"Sec-Fetch-Site": "cross-site"})
     assert response.status_code == 403
+
+
+async def test_a_burst_of_refresh_cookie_logouts_all_clear_and_none_fails(signed_in, db, cookie):
+    """A browser with several tabs, each logging out at once after the access token expired."""
+    signed_in.cookies.delete(cookie.access)
+    responses = await asyncio.gather(*(signed_in.post("/api/v1/auth/logout") for _ in range(50)))
+    assert {response.status_code for response in responses} == {204}
+    for response in responses:
+        assert_clears_every_cookie(response, cookie)
+    assert (await only_session(db)).revoked_at is not None
