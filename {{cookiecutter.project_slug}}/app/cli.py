@@ -26,10 +26,12 @@ def run(work: Callable[[AsyncSession, Context], Awaitable[None]]) -> None:
     async def main() -> None:
         settings = get_settings()
         engine = create_engine(settings)
-        ctx = Context.from_settings(settings)
+        sessionmaker = create_sessionmaker(engine)
+        ctx = Context.from_settings(settings, sessionmaker)
         try:
-            async with create_sessionmaker(engine)() as db:
+            async with sessionmaker() as db:
                 await work(db, ctx)
+            await ctx.later.wait_idle()
         finally:
             ctx.passwords.close()
             await engine.dispose()

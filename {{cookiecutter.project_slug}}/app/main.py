@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from app.api.router import OPENAPI_TAGS, all_routes
+from app.core.after_response import AfterResponseMiddleware
 from app.core.config import Settings, settings_or_exit
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.logging import configure_logging
@@ -45,13 +46,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or settings_or_exit()
     configure_logging(settings.log_level)
     engine = create_engine(settings)
-    context = Context.from_settings(settings)
+    sessionmaker = create_sessionmaker(engine)
+    context = Context.from_settings(settings, sessionmaker)
     principals = PrincipalReader(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        await context.mailer.wait_idle()
+        await context.later.wait_idle()
         context.passwords.close()
         await principals.close()
         await engine.dispose()
@@ -69,10 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.sessionmaker = sessionmaker
     app.state.context = context
     app.state.principals = principals
 
+    app.add_middleware(AfterResponseMiddleware, hold=context.later.hold)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -172,6 +172,11 @@ async def test_reset_tokens_die_when_the_email_changes(signed_in, app, outbox):
     await signed_in.patch(
         "/api/v1/users/me", json={"email": "alice@new.example", "current_password": PASSWORD}
     )
+    await app.state.context.mailer.wait_idle()
+    [confirm] = outbox.to("alice@new.example", "Confirm")
+    change_token = confirm.text.split("token=")[1].split()[0]
+    confirmed = await signed_in.post("/api/v1/auth/verify-email", json={"token": change_token})
+    assert confirmed.status_code == 200  # the change takes effect only now
     response = await signed_in.post(
         "/api/v1/auth/password/reset", json={"token": token, "new_password": NEW_PASSWORD}
     )

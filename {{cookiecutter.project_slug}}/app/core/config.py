@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     rate_limit_register_ip: str = "10/hour"
     rate_limit_email: str = "5/hour"
     rate_limit_email_ip: str = "20/hour"
+    rate_limit_resend_email: str = "5/hour"
+    rate_limit_email_change: str = "5/hour"
+    rate_limit_notice: str = "3/hour"
 
     @field_validator(
         "redis_url", "cookie_domain", "smtp_host", "smtp_user", "smtp_password", mode="before"
