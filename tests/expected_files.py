@@ -98,6 +98,7 @@ COMMON = {
     "tests/conftest.py",
     "tests/test_admin.py",
     "tests/test_attack_timing.py",
+    "tests/test_attack_transport.py",
     "tests/test_cli.py",
     "tests/test_config.py",
     "tests/test_credentials.py",

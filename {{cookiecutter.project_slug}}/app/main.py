@@ -1,4 +1,4 @@
-"""The application factory. `app = create_app()` is what uvicorn and gunicorn serve."""
+"""The application factory. `app = create_app(...)` is what uvicorn and gunicorn serve."""
 
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -10,11 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from app.api.router import OPENAPI_TAGS, all_routes
 from app.core.after_response import AfterResponseMiddleware
 from app.core.body_limit import BodyLimitMiddleware
-from app.core.config import Settings, get_settings
+from app.core.config import Settings, settings_or_exit
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.logging import configure_logging
 from app.core.rate_limit import RateLimitExceeded
@@ -26,8 +27,25 @@ from app.services.errors import ServiceError
 logger = logging.getLogger("app")
 
 
+class Service(FastAPI):
+    """FastAPI with the security headers outermost.
+
+    Starlette renders a 500 in ServerErrorMiddleware, which sits outside every user
+    middleware; wrapping the built stack is the only place whose headers reach that response.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        docs = (self.docs_url, self.swagger_ui_oauth2_redirect_url) if self.docs_url else ()
+        return SecurityHeadersMiddleware(
+            super().build_middleware_stack(),
+            hsts=settings.cookie_secure,
+            docs_paths=[path for path in docs if path],
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or settings_or_exit()
     configure_logging(settings.log_level)
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
@@ -42,10 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await principals.close()
         await engine.dispose()
 
-    app = FastAPI(
+    # Production keeps its schema (and the docs built from it) private unless asked to publish.
+    schema = settings.environment != "production" or settings.openapi_in_production
+    app = Service(
         title=settings.project_name,
         lifespan=lifespan,
-        docs_url=None if settings.environment == "production" else "/docs",
+        openapi_url="/openapi.json" if schema else None,
+        docs_url="/docs" if schema else None,
         redoc_url=None,
         openapi_tags=OPENAPI_TAGS,
         routes=all_routes(),
@@ -58,7 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(AfterResponseMiddleware, hold=context.later.hold)
-    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -125,4 +145,4 @@ async def unhandled_error_handler(request: Request, exc: Exception) -> JSONRespo
     return error_response(500, "Internal Server Error", "internal_error")
 
 
-app = create_app()
+app = create_app(settings_or_exit())

@@ -30,9 +30,9 @@ async def test_forgot_password_answers_the_same_for_unknown_addresses(client, ap
     assert outbox.to("nobody@example.com") == []
 
 
-async def test_reset_sets_the_password_and_ends_every_session(client, app, alice, outbox):
+async def test_reset_sets_the_password_and_ends_every_session(client, app, alice, outbox, cookie):
     await login(client)
-    old_access = client.cookies["access_token"]
+    old_access = client.cookies[cookie.access]
     await forgot(client, app)
     token = reset_token(outbox.to("alice@example.com", "Reset")[0])
 

@@ -7,6 +7,7 @@ or a keyboard row, and a common password padded with such a run or with itself.
 
 import unicodedata
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 MAX_LENGTH = 128
@@ -42,7 +43,7 @@ def common_passwords() -> frozenset[str]:
 def _neighbours() -> frozenset[tuple[str, str]]:
     pairs = set()
     for walk in WALKS:
-        for a, b in zip(walk, walk[1:], strict=False):
+        for a, b in pairwise(walk):
             pairs.update({(a, b), (b, a)})
     return frozenset(pairs)
 
@@ -50,7 +51,7 @@ def _neighbours() -> frozenset[tuple[str, str]]:
 def _is_walk(text: str) -> bool:
     """Every step repeats the character or moves to a neighbour on a walk."""
     neighbours = _neighbours()
-    return all(a == b or (a, b) in neighbours for a, b in zip(text, text[1:], strict=False))
+    return all(a == b or (a, b) in neighbours for a, b in pairwise(text))
 
 
 def _is_repeated_unit(text: str) -> bool:
