@@ -87,10 +87,12 @@ COMMON = {
     "app/utils/client_ip.py",
     "app/utils/cookies.py",
     "app/utils/user_agent.py",
+    "app/worker.py",
     # the project's own tests
     "tests/__init__.py",
     "tests/conftest.py",
     "tests/test_admin.py",
+    "tests/test_attack_proxy.py",
     "tests/test_cli.py",
     "tests/test_config.py",
     "tests/test_credentials.py",
