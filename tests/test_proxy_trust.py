@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_reliability import ADMIN, PASSWORD, prepare, service_env
 
 from support import BIN_DIR, Variant, free_port, group_alive, variant_params, wait_until_ready
+from test_reliability import ADMIN, PASSWORD, prepare, service_env
 
 VARIANTS = [
     *variant_params(database="sqlite", rate_limiter="memory", use_docker="no"),
@@ -126,9 +126,10 @@ def test_forwarded_for_from_a_loopback_peer_changes_nothing_without_trusted_prox
         RATE_LIMIT_LOGIN_IP=f"{LOGIN_LIMIT}/minute",
     )
     prepare(project, env)
-    with running(kind, project, env, tmp_path / "server.log") as base, httpx.Client(
-        base_url=base
-    ) as http:
+    with (
+        running(kind, project, env, tmp_path / "server.log") as base,
+        httpx.Client(base_url=base) as http,
+    ):
         token = sign_in(http, {"X-Forwarded-For": "203.0.113.7"})
         assert token.status_code == 200, token.text
         signed_in_from = session_ip(http, token)
@@ -174,9 +175,10 @@ def test_a_trusted_proxy_forwards_only_addresses_that_parse(
     }
     seen: dict[str, str | None] = {}
     responses: list[httpx.Response] = []
-    with running(kind, project, env, tmp_path / "server.log") as base, httpx.Client(
-        base_url=base
-    ) as http:
+    with (
+        running(kind, project, env, tmp_path / "server.log") as base,
+        httpx.Client(base_url=base) as http,
+    ):
         for forwarded in cases:
             token = sign_in(http, {"X-Forwarded-For": forwarded})
             responses.append(token)

@@ -55,7 +55,9 @@ class TestParsingFromATrustedProxy:
         """A zone names an interface of the proxy's host; to us it is only unbounded text."""
         assert via_proxy(f"fe80::1%{zone}") == PROXY
 
-    @pytest.mark.parametrize("mapped", ["::ffff:203.0.113.9", "::FFFF:cb00:7109", "0:0:0:0:0:ffff:203.0.113.9"])
+    @pytest.mark.parametrize(
+        "mapped", ["::ffff:203.0.113.9", "::FFFF:cb00:7109", "0:0:0:0:0:ffff:203.0.113.9"]
+    )
     def test_an_ipv4_mapped_address_is_the_ipv4_address(self, mapped):
         """One client, one spelling: the same rate-limit key however it arrives."""
         assert via_proxy(mapped) == "203.0.113.9"
@@ -138,7 +140,9 @@ class TestThroughATrustedProxy:
         session = (await db.exec(select(DeviceSession))).one()
         assert (session.ip_address, session.last_ip_address) == ("127.0.0.1", "127.0.0.1")
 
-    async def test_a_failed_sign_in_with_a_zone_id_is_audited_from_the_proxy(self, client, alice, db):
+    async def test_a_failed_sign_in_with_a_zone_id_is_audited_from_the_proxy(
+        self, client, alice, db
+    ):
         response = await client.post(
             "/api/v1/auth/login",
             json={"email": "alice@example.com", "password": "not the password at all"},
