@@ -9,8 +9,6 @@ believe it (when the peer is in `TRUSTED_PROXIES`), so neither `make run`'s uvic
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import BIN_DIR, Variant, free_port, group_alive, variant_params, wait_until_ready
+from support import BIN_DIR, Variant, free_port, stop_group, variant_params, wait_until_ready
 from test_reliability import ADMIN, PASSWORD, prepare, service_env
 
 VARIANTS = [
@@ -65,13 +63,7 @@ def running(kind: str, project: Path, env: dict[str, str], log: Path) -> Iterato
         wait_until_ready(f"{base}/health/live", process, log, timeout=90)
         yield base
     finally:
-        if group_alive(process.pid):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def sign_in(http: httpx.Client, headers: dict[str, str]) -> httpx.Response:
