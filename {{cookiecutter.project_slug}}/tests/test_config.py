@@ -136,7 +136,7 @@ UNSAFE_PRODUCTION_ENV = {
             "--bind",
             "127.0.0.1:0",
             "--worker-class",
-            "uvicorn_worker.UvicornWorker",
+            "app.worker.Worker",  # the worker class of scripts/start.sh
             "--workers",
             "1",
         ],

@@ -51,8 +51,10 @@ Db = Annotated[AsyncSession, Depends(get_db)]
 
 async def get_client(request: Request, ctx: Ctx) -> ClientInfo:
     peer = request.client.host if request.client else None
+    # Every line, in order: a proxy that adds its own line leaves the client's line first.
+    forwarded_for = ",".join(request.headers.getlist("x-forwarded-for"))
     return ClientInfo(
-        ip=client_ip(peer, request.headers.get("x-forwarded-for"), ctx.settings.trusted_networks),
+        ip=client_ip(peer, forwarded_for, ctx.settings.trusted_networks),
         user_agent=request.headers.get("user-agent", "")[:512],
     )
 
