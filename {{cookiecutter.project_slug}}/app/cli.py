@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import get_settings
-from app.core.passwords import password_problem
+from app.core.passwords import normalize_password, password_problem
 from app.db.session import create_engine, create_sessionmaker
 from app.models import Role, User, UserRole
 from app.services import users
@@ -44,6 +44,7 @@ def read_password(email: str) -> str:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Repeat password: ") != password:
             raise typer.BadParameter("the passwords do not match")
+    password = normalize_password(password)
     problem = password_problem(password, email, get_settings().password_min_length)
     if problem:
         raise typer.BadParameter(problem)

@@ -6,11 +6,13 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.router import OPENAPI_TAGS, all_routes
+from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.config import Settings, get_settings
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.logging import configure_logging
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.context = context
     app.state.principals = principals
 
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     if settings.cors_origins:
         app.add_middleware(
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_exception_handler(ServiceError, service_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RateLimitExceeded, rate_limit_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unhandled_error_handler)
     return app
@@ -83,6 +87,35 @@ async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> 
     """Routing errors (unknown path, wrong method) get a code like every other error."""
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
     return error_response(exc.status_code, str(exc.detail), code, exc.headers)
+
+
+# Constraint values worth telling a client; everything else in `ctx` may quote the input.
+SAFE_CONTEXT = {"min_length", "max_length", "ge", "gt", "le", "lt", "pattern", "expected"}
+
+
+def _clean(text: object) -> str:
+    """Loc parts and messages, as text any encoder takes (a key may be a lone surrogate)."""
+    return str(text).encode("utf-8", "replace").decode("utf-8")[:200]
+
+
+async def validation_error_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 list without `input`: what was submitted (a password too) never comes back."""
+    errors = []
+    for error in exc.errors():
+        item: dict[str, object] = {
+            "type": error["type"],
+            "loc": [part if isinstance(part, int) else _clean(part) for part in error["loc"]],
+            "msg": _clean(error["msg"]),
+        }
+        context = {
+            key: value
+            for key, value in (error.get("ctx") or {}).items()
+            if key in SAFE_CONTEXT and isinstance(value, int | float | str)
+        }
+        if context:
+            item["ctx"] = context
+        errors.append(item)
+    return JSONResponse({"detail": errors, "code": "validation_failed"}, status_code=422)
 
 
 async def rate_limit_handler(_request: Request, exc: RateLimitExceeded) -> JSONResponse:

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # hash passwords, so that N workers never run N times as many hashes as there are cores.
     web_concurrency: int = Field(1, ge=1)
 
+    # Requests whose body is larger are refused with 413 before it is read (64 KiB)
+    max_request_body_bytes: int = Field(64 * 1024, ge=1024)
+
     # Rate limits, in the notation of the `limits` package ("20/minute", "10 per 15 minutes")
     rate_limit_enabled: bool = True
     rate_limit_login_ip: str = "20/minute"

@@ -4,8 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app.schemas.fields import Text, well_formed
 from app.schemas.user import UserRead
 
 RoleName = Annotated[
@@ -16,8 +17,10 @@ RoleName = Annotated[
         pattern=r"^[a-z0-9][a-z0-9_.:-]*$",
         description="Lower-case letters, digits and _ . : -",
     ),
+    AfterValidator(well_formed),
 ]
-PermissionName = Annotated[str, Field(min_length=1, max_length=64)]
+PermissionName = Text(64, min_length=1)
+Description = Text(255)
 
 
 class UserPage(BaseModel):
@@ -58,7 +61,7 @@ class RoleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: RoleName
-    description: str = Field(default="", max_length=255)
+    description: Description = ""
     permissions: list[PermissionName] = Field(default_factory=list, max_length=256)
 
 
@@ -67,5 +70,5 @@ class RoleUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = Field(default=None, max_length=255)
+    description: Description | None = None
     permissions: list[PermissionName] | None = Field(default=None, max_length=256)

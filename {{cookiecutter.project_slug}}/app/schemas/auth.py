@@ -1,22 +1,20 @@
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
+
+from app.schemas.fields import Email, Password, Token
 
 from app.schemas.user import UserRead
 
-# Long enough for any allowed password; the policy gives the precise reason below this.
-Password = Field(min_length=1, max_length=1024)
-
-
 class RegisterRequest(BaseModel):
-    email: EmailStr
-    password: str = Password
+    email: Email
+    password: Password
 
 
 class LoginRequest(BaseModel):
-    email: EmailStr
-    password: str = Password
+    email: Email
+    password: Password
 
 
 class LoginResponse(BaseModel):
@@ -31,7 +29,7 @@ class TokenPair(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: str | None = Field(
+    refresh_token: Token | None = Field(
         default=None, description="For API clients; browsers send the refresh_token cookie."
     )
 
@@ -41,21 +39,21 @@ class CsrfToken(BaseModel):
 
 
 class VerifyEmailRequest(BaseModel):
-    token: str = Field(min_length=1, max_length=256)
+    token: Token
 
 
 class EmailRequest(BaseModel):
-    email: EmailStr
+    email: Email
 
 
 class ResetPasswordRequest(BaseModel):
-    token: str = Field(min_length=1, max_length=256)
-    new_password: str = Password
+    token: Token
+    new_password: Password
 
 
 class ChangePasswordRequest(BaseModel):
-    current_password: str = Password
-    new_password: str = Password
+    current_password: Password
+    new_password: Password
 
 
 class SessionRead(BaseModel):

@@ -166,3 +166,9 @@ class UnsupportedMediaType(ServiceError):
     status_code = 415
     code = "unsupported_media_type"
     detail = "Send a JSON body with Content-Type: application/json"
+
+
+class RequestTooLarge(ServiceError):
+    status_code = 413
+    code = "request_too_large"
+    detail = "Request body too large"

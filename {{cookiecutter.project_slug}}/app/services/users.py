@@ -7,13 +7,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.db.principals import Principal
 from app.models import Permission, Role, RolePermission, User, UserRole
 from app.models.base import utcnow
+from app.schemas.fields import normalize_email
 from app.schemas.user import UserRead
 
+__all__ = ["normalize_email"]
+
 DEFAULT_ROLE = "user"
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
 
 
 async def get_by_email(db: AsyncSession, email: str) -> User | None:

@@ -1,8 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Cookie, Depends, Request, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Cookie, Depends, Form, Request, Response, status
 
 from app.api.deps import Auth, Client, Ctx, CurrentUser, Sessions, check_csrf
 from app.api.routes import API_PREFIX
@@ -20,6 +19,7 @@ from app.schemas.auth import (
     TokenPair,
     VerifyEmailRequest,
 )
+from app.schemas.fields import Email, Password, Text
 from app.schemas.errors import ERROR_RESPONSES
 from app.services.errors import NotAuthenticated, UnsupportedMediaType
 from app.utils.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
@@ -65,10 +65,24 @@ async def login(
     return LoginResponse(user=await auth.read_model(user), csrf_token=tokens.csrf_token)
 
 
+class TokenForm:
+    """The OAuth2 password form with the same email and password types as JSON sign-in."""
+
+    def __init__(
+        self,
+        username: Annotated[Email, Form()],
+        password: Annotated[Password, Form(json_schema_extra={"format": "password"})],
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        scope: Annotated[Text(1024), Form()] = "",  # type: ignore[valid-type]
+        client_id: Annotated[Text(256) | None, Form()] = None,  # type: ignore[valid-type]
+        client_secret: Annotated[Text(256) | None, Form()] = None,  # type: ignore[valid-type]
+    ) -> None:
+        self.username = username
+        self.password = password
+
+
 @router.post("/token")
-async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: Auth, client: Client
-) -> TokenPair:
+async def token(form: Annotated[TokenForm, Depends()], auth: Auth, client: Client) -> TokenPair:
     """OAuth2 password flow for API clients and the /docs Authorize button."""
     _user, tokens = await auth.login(form.username, form.password, client)
     return TokenPair(access_token=tokens.access_token, refresh_token=tokens.refresh_token)
