@@ -1,8 +1,9 @@
 """A request body size guard, as plain ASGI middleware, that refuses before reading the body.
 
-With a Content-Length the decision needs no body at all; without one (chunked transfer) the
-body is read ahead chunk by chunk and refused once it passes the limit, so no more than the
-limit plus one chunk is ever held.
+A Content-Length over the limit is refused without reading a byte. Otherwise (a smaller
+Content-Length, or chunked transfer with none) the body is read ahead chunk by chunk and
+refused once it passes the limit, so no more than the limit plus one chunk is ever held, and
+a header that lies about the length changes nothing.
 """
 
 import json

@@ -82,8 +82,10 @@ def _predictable(lowered: str, min_length: int) -> str | None:
     if _is_walk(lowered):
         return "Password must not be a sequence or keyboard pattern; choose a less predictable one"
     core = lowered.strip(SEPARATORS)
-    if core != lowered and core and (
-        core in common_passwords() or core[: _period(core)] in common_passwords()
+    if (
+        core != lowered
+        and core
+        and (core in common_passwords() or core[: _period(core)] in common_passwords())
     ):
         return "This password is a common one with additions; choose a less predictable one"
     return None

@@ -4,8 +4,8 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from app.schemas.fields import Email, Password, Token
-
 from app.schemas.user import UserRead
+
 
 class RegisterRequest(BaseModel):
     email: Email

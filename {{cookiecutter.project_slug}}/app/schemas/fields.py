@@ -53,7 +53,7 @@ Email = Annotated[EmailStr, BeforeValidator(bounded_email), AfterValidator(norma
 Password = Annotated[str, BeforeValidator(bounded_password), Field(min_length=1)]
 
 
-def Text(max_length: int, min_length: int = 0) -> object:  # noqa: N802 - reads as a type
+def Text(max_length: int, min_length: int = 0) -> object:
     """Any other string field: a maximum length and well-formed Unicode."""
     return Annotated[
         str, Field(min_length=min_length, max_length=max_length), AfterValidator(well_formed)

@@ -19,8 +19,8 @@ from app.schemas.auth import (
     TokenPair,
     VerifyEmailRequest,
 )
-from app.schemas.fields import Email, Password, Text
 from app.schemas.errors import ERROR_RESPONSES
+from app.schemas.fields import Email, Password, Text
 from app.services.errors import NotAuthenticated, UnsupportedMediaType
 from app.utils.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
 
