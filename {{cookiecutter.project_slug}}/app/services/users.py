@@ -10,8 +10,6 @@ from app.models.base import utcnow
 from app.schemas.fields import normalize_email
 from app.schemas.user import UserRead
 
-__all__ = ["normalize_email"]
-
 DEFAULT_ROLE = "user"
 
 
