@@ -1,19 +1,26 @@
-"""A request body size guard, as plain ASGI middleware, that refuses before reading the body.
+"""A request body limit, enforced before the body is read whole.
 
-A Content-Length over the limit is refused without reading a byte. Otherwise (a smaller
-Content-Length, or chunked transfer with none) the body is read ahead chunk by chunk and
-refused once it passes the limit, so no more than the limit plus one chunk is ever held, and
-a header that lies about the length changes nothing.
+A declared `Content-Length` over the limit is refused before the application runs; a body
+sent without one (chunked) is counted as it arrives and cut off at the limit. Either way the
+worker never holds more than the limit of one request's body.
 """
 
-import json
-
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.services.errors import RequestTooLarge
+
+class RequestTooLarge(HTTPException):
+    """Raised from `receive`: FastAPI passes HTTP exceptions from body reading through."""
+
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body is larger than {limit} bytes")
 
 
-class BodySizeLimitMiddleware:
+class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -22,41 +29,21 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await refuse(send)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            error = RequestTooLarge(self.max_bytes)
+            response = JSONResponse({"detail": error.detail, "code": error.code}, status_code=413)
+            await response(scope, receive, send)
             return
-        buffered: list[Message] = []
-        size = 0
-        more = True
-        while more:
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
             message = await receive()
-            buffered.append(message)
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await refuse(send)
-                return
-            more = message.get("more_body", False)
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise RequestTooLarge(self.max_bytes)
+            return message
 
-        async def replay() -> Message:
-            return buffered.pop(0) if buffered else await receive()
-
-        await self.app(scope, replay, send)
-
-
-async def refuse(send: Send) -> None:
-    body = json.dumps({"detail": RequestTooLarge.detail, "code": RequestTooLarge.code}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": RequestTooLarge.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        await self.app(scope, limited_receive, send)

@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.fields import Text, well_formed
+from app.schemas.fields import Description, Name
 from app.schemas.user import UserRead
 
 RoleName = Annotated[
@@ -17,10 +17,8 @@ RoleName = Annotated[
         pattern=r"^[a-z0-9][a-z0-9_.:-]*$",
         description="Lower-case letters, digits and _ . : -",
     ),
-    AfterValidator(well_formed),
 ]
-PermissionName = Text(64, min_length=1)
-Description = Text(255)
+PermissionName = Name
 
 
 class UserPage(BaseModel):

@@ -1,20 +1,30 @@
 import uuid
 from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
-from app.schemas.fields import Email, Password, Token
+from app.schemas.fields import EmailAddress, Jwt, Password, Token
 from app.schemas.user import UserRead
 
 
 class RegisterRequest(BaseModel):
-    email: Email
+    email: EmailAddress
     password: Password
 
 
 class LoginRequest(BaseModel):
-    email: Email
+    email: EmailAddress
     password: Password
+
+
+class TokenForm(BaseModel):
+    """The OAuth2 password form (RFC 6749 section 4.3), with the same input rules as login."""
+
+    grant_type: Literal["password"] | None = None
+    username: EmailAddress = Field(description="The account's email address")
+    password: Password
+    scope: Annotated[str, StringConstraints(max_length=255)] = ""
 
 
 class LoginResponse(BaseModel):
@@ -29,7 +39,7 @@ class TokenPair(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: Token | None = Field(
+    refresh_token: Jwt | None = Field(
         default=None, description="For API clients; browsers send the refresh_token cookie."
     )
 
@@ -43,7 +53,7 @@ class VerifyEmailRequest(BaseModel):
 
 
 class EmailRequest(BaseModel):
-    email: Email
+    email: EmailAddress
 
 
 class ResetPasswordRequest(BaseModel):

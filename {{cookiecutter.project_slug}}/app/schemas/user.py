@@ -3,7 +3,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from app.schemas.fields import Email, Password
+from app.schemas.fields import EmailAddress, Password
 
 
 class UserRead(BaseModel):
@@ -22,5 +22,5 @@ class UserUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: Email
+    email: EmailAddress
     current_password: Password

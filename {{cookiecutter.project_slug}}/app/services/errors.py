@@ -168,7 +168,9 @@ class UnsupportedMediaType(ServiceError):
     detail = "Send a JSON body with Content-Type: application/json"
 
 
-class RequestTooLarge(ServiceError):
-    status_code = 413
-    code = "request_too_large"
-    detail = "Request body too large"
+class PrivilegeEscalation(ServiceError):
+    """Granting, or acting on an account or role, beyond the permissions the actor holds."""
+
+    status_code = 403
+    code = "privilege_escalation"
+    detail = "This needs permissions you do not hold"

@@ -19,7 +19,7 @@ from app.schemas.errors import ERROR_RESPONSES
 from app.schemas.user import UserRead
 from app.services.admin import AdminService
 
-# Deep offsets cost a scan of every skipped row, and the database takes no more than 64 bits.
+# Deeper pages cost the database a scan of every row before them.
 MAX_OFFSET = 100_000
 
 router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"], responses=ERROR_RESPONSES)
@@ -79,9 +79,9 @@ async def list_user_sessions(
 
 @router.delete("/users/{user_id}/sessions", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_user_sessions(
-    user_id: uuid.UUID, _: SessionsWriter, admin: Admin, client: Client
+    user_id: uuid.UUID, principal: SessionsWriter, admin: Admin, client: Client
 ) -> None:
-    await admin.revoke_sessions(user_id, client)
+    await admin.revoke_sessions(principal, user_id, client)
 
 
 @router.get("/roles")
