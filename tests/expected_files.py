@@ -135,6 +135,9 @@ ONLY_WITH = {
         "docker-compose.prod.yml",
         "docker-compose.yml",
     },
+    ("database", "sqlite"): {
+        "tests/test_sqlite_file.py",
+    },
     ("rate_limiter", "redis"): {
         "tests/test_redis_limiter.py",
     },

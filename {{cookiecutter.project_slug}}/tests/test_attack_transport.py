@@ -2,21 +2,14 @@
 
 import base64
 import hashlib
-import os
 import re
-import stat
-import subprocess
-import sys
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
-from app.main import create_app
 from app.utils.cookies import cookie_names
-from tests.conftest import BROWSER, PASSWORD, PROJECT, TEST_DATABASE_URL, make_settings
+from tests.conftest import BROWSER, PASSWORD, make_settings
 from tests.test_errors import crash
 
 SIGNATURE = "0" * 64  # the shape of a real token's signature part
@@ -201,45 +194,3 @@ class TestSharedDomain:
         cookies = set_cookies(response)
         assert all(name.startswith("__Secure-") for name in cookies)
         assert all("Domain=testserver.local" in header for header in cookies.values())
-
-
-# --- The SQLite database file ----------------------------------------------------------------
-sqlite_only = pytest.mark.skipif(
-    not TEST_DATABASE_URL.startswith("sqlite"), reason="a SQLite file only"
-)
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
-@sqlite_only
-async def test_the_app_creates_the_sqlite_file_private(tmp_path):
-    database = tmp_path / "fresh.db"
-    application = create_app(make_settings(database_url=f"sqlite+aiosqlite:///{database}"))
-    async with LifespanManager(application):
-        async with AsyncClient(
-            transport=ASGITransport(app=application), base_url="https://testserver"
-        ) as client:
-            await client.get("/health/ready")
-        files = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
-        assert database.exists()
-        for path in files:
-            if path.exists():
-                assert mode(path) == 0o600, path
-
-
-@sqlite_only
-def test_migrations_create_the_sqlite_file_private(tmp_path):
-    database = tmp_path / "migrated.db"
-    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{database}"}
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert mode(database) == 0o600
