@@ -26,6 +26,7 @@ WALKS = (
     "qazwsxedcrfvtgbyhnujmikolp",
 )
 MIN_DISTINCT = 4  # fewer different characters than this is a pattern, whatever the length
+PADDING = "0123456789!@#$%^&*()-_=+.,;:?~ "
 MIN_COMMON_WORD = 4  # a common password shorter than this is an ordinary word part
 
 
@@ -63,8 +64,12 @@ def _is_repeated_unit(text: str) -> bool:
 
 
 def _is_padded_common_password(text: str) -> bool:
-    """A common password with a walk or a repeat of itself before or after it."""
+    """A common password with a walk or a repeat of itself before or after it, or wrapped in
+    digits and symbols (`iloveyou20242024`, `!!!!sunshine!!!!`)."""
     common = common_passwords()
+    core = text.strip(PADDING)
+    if core != text and len(core) >= MIN_COMMON_WORD and core in common:
+        return True
     for cut in range(MIN_COMMON_WORD, len(text) - 1):
         head, tail = text[:cut], text[cut:]
         if head in common and (_is_walk(tail) or _is_repeated_unit(head + tail)):

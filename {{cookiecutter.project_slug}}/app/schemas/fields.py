@@ -15,6 +15,7 @@ from app.core.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 from app.core.passwords import normalize_password
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit; the local part has its own limit of 64
+LOCAL_PART_MAX_LENGTH = 64
 TOKEN_MAX_LENGTH = 256  # emailed one-time tokens
 JWT_MAX_LENGTH = 4096  # refresh tokens in a body: far above what the service issues
 # Lone surrogates cannot be encoded as UTF-8; NUL truncates C strings and is refused by
@@ -36,6 +37,9 @@ def _plain_text(value: str) -> str:
 
 
 def _email(value: str) -> str:
+    # email-validator lets a longer local part through; SPEC and RFC 5321 stop at 64
+    if len(value.rpartition("@")[0]) > LOCAL_PART_MAX_LENGTH:
+        raise ValueError(f"the part before @ has at most {LOCAL_PART_MAX_LENGTH} characters")
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError:
