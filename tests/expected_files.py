@@ -101,7 +101,6 @@ COMMON = {
     "tests/conftest.py",
     "tests/test_admin.py",
     "tests/test_attack_input.py",
-    "tests/test_attack_input_walk.py",
     "tests/test_attack_privileges.py",
     "tests/test_attack_proxy.py",
     "tests/test_attack_timing.py",
