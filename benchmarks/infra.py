@@ -342,6 +342,11 @@ def service_env(
         "DATABASE_URL": database_url,
         "ENVIRONMENT": "production",
         "COOKIE_SECURE": "false",  # plain http on loopback; wrk sends the Cookie header itself
+        # Production refuses to start without these. Nothing listens on port 9: the few
+        # new-device notices fail fast in the background and are logged.
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": "9",
+        "FRONTEND_URL": "https://app.example.com",
     }
     if redis_url:
         settings["REDIS_URL"] = redis_url

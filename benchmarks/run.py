@@ -195,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------- helpers
 def access_cookie(base_url: str, password: str) -> str:
-    """Sign in like a browser (JSON body) and return the access_token cookie."""
+    """Sign in like a browser (JSON body) and return the access cookie as `name=value`.
+
+    The name is read from the response: the service prefixes it (`__Host-`) by its settings."""
     import httpx
 
     response = httpx.post(
@@ -208,8 +210,8 @@ def access_cookie(base_url: str, password: str) -> str:
         raise BenchmarkError(f"login failed: {response.status_code} {response.text}")
     for header in response.headers.get_list("set-cookie"):
         name, _, rest = header.partition("=")
-        if name.strip() == "access_token":
-            return rest.split(";", 1)[0]
+        if name.strip().endswith("access_token"):
+            return f"{name.strip()}={rest.split(';', 1)[0]}"
     raise BenchmarkError(f"login set no access_token cookie: {response.headers}")
 
 
@@ -475,7 +477,7 @@ class Benchmark:
         cookie = access_cookie(service, target.password)
         ua = {"User-Agent": USER_AGENT}
         me = Job("users_me", service, f"{API}/users/me", args.connections,
-                 headers={**ua, "Cookie": f"access_token={cookie}"})  # fmt: skip
+                 headers={**ua, "Cookie": cookie})  # fmt: skip
         login_body = json.dumps({"email": EMAIL, "password": target.password}).encode()
         json_headers = {**ua, "Content-Type": "application/json"}
         login = Job("login", service, f"{API}/auth/login", args.login_connections,

@@ -26,6 +26,9 @@ REMOVE_WHEN = {
         "docker-compose.yml",
         "docker-compose.prod.yml",
     ],
+    ("database", "postgresql"): [
+        "tests/test_sqlite_file.py",
+    ],
     ("rate_limiter", "memory"): [
         "tests/test_redis_limiter.py",
     ],

@@ -197,10 +197,15 @@ def serving(project: Path, env: dict[str, str], log: Path, timeout: float = 90) 
         wait_until_ready(f"{base}/health/live", process, log, timeout)
         yield base
     finally:
-        if group_alive(process.pid):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM a server started in its own session (workers and reloaders too), then SIGKILL."""
+    if group_alive(process.pid):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -65,6 +65,8 @@ def test_container_start_command_serves_ready(
         REDIS_URL=redis_url,
         SECRET_KEY=secrets.token_urlsafe(48),
         ENVIRONMENT="production",
+        SMTP_HOST="127.0.0.1",  # production refuses to start without one; no mail is sent here
+        FRONTEND_URL="https://app.example.com",
         PORT=str(port),
         WEB_CONCURRENCY="2",
         COOKIE_SECURE="true",

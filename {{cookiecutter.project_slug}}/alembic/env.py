@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 import app.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from app.core.config import get_settings
+from app.core.config import settings_or_exit
+from app.db.session import create_private_sqlite_file
 from app.models.base import UTCDateTime
 
 config = context.config
@@ -41,7 +42,7 @@ def configure(connection: Connection | None = None, **kwargs: object) -> None:
 
 
 def run_migrations_offline() -> None:
-    configure(url=get_settings().database_url, literal_binds=True)
+    configure(url=settings_or_exit().database_url, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -53,7 +54,9 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(get_settings().database_url)
+    url = settings_or_exit().database_url
+    create_private_sqlite_file(url)
+    engine = create_async_engine(url)
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import get_settings
-from app.core.passwords import password_problem
+from app.core.passwords import normalize_password, password_problem
 from app.db.session import create_engine, create_sessionmaker
 from app.models import Role, User, UserRole
 from app.services import users
@@ -26,10 +26,12 @@ def run(work: Callable[[AsyncSession, Context], Awaitable[None]]) -> None:
     async def main() -> None:
         settings = get_settings()
         engine = create_engine(settings)
-        ctx = Context.from_settings(settings)
+        sessionmaker = create_sessionmaker(engine)
+        ctx = Context.from_settings(settings, sessionmaker)
         try:
-            async with create_sessionmaker(engine)() as db:
+            async with sessionmaker() as db:
                 await work(db, ctx)
+            await ctx.later.wait_idle()
         finally:
             ctx.passwords.close()
             await engine.dispose()
@@ -44,6 +46,7 @@ def read_password(email: str) -> str:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Repeat password: ") != password:
             raise typer.BadParameter("the passwords do not match")
+    password = normalize_password(password)
     problem = password_problem(password, email, get_settings().password_min_length)
     if problem:
         raise typer.BadParameter(problem)
@@ -52,7 +55,11 @@ def read_password(email: str) -> str:
 
 @cli.command("create-admin")
 def create_admin(email: str) -> None:
-    """Create an active, verified user with the admin role (or promote an existing one)."""
+    """Create an active, verified user with the admin role (or promote an existing one).
+
+    An existing account gets the new password and is signed out everywhere: whoever knew the
+    old password must not keep a session that is now an admin's.
+    """
     email = users.normalize_email(email)
     password = read_password(email)
 
@@ -64,6 +71,7 @@ def create_admin(email: str) -> None:
         else:
             await users.set_password(db, user, password_hash)
             user.is_active = user.is_verified = True
+            await SessionService(db, ctx).revoke_all(user.id, "password_reset_by_operator", None)
         if user is None:
             raise typer.BadParameter(f"{email} was registered meanwhile; run the command again")
         admin = (await db.exec(select(Role).where(Role.name == "admin"))).one()

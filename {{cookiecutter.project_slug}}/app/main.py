@@ -1,4 +1,4 @@
-"""The application factory. `app = create_app()` is what uvicorn and gunicorn serve."""
+"""The application factory. `app = create_app(...)` is what uvicorn and gunicorn serve."""
 
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -6,12 +6,16 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from app.api.router import OPENAPI_TAGS, all_routes
-from app.core.config import Settings, get_settings
+from app.core.after_response import AfterResponseMiddleware
+from app.core.body_limit import BodyLimitMiddleware
+from app.core.config import Settings, settings_or_exit
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.logging import configure_logging
 from app.core.rate_limit import RateLimitExceeded, memory_counters_warning
@@ -23,38 +27,60 @@ from app.services.errors import ServiceError
 logger = logging.getLogger("app")
 
 
+class Service(FastAPI):
+    """FastAPI with the security headers outermost.
+
+    Starlette renders a 500 in ServerErrorMiddleware, which sits outside every user
+    middleware; wrapping the built stack is the only place whose headers reach that response.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        docs = (self.docs_url, self.swagger_ui_oauth2_redirect_url) if self.docs_url else ()
+        return SecurityHeadersMiddleware(
+            super().build_middleware_stack(),
+            hsts=settings.cookie_secure,
+            docs_paths=[path for path in docs if path],
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or settings_or_exit()
     configure_logging(settings.log_level)
     if warning := memory_counters_warning(settings):
         logger.warning(warning)
     engine = create_engine(settings)
-    context = Context.from_settings(settings)
+    sessionmaker = create_sessionmaker(engine)
+    context = Context.from_settings(settings, sessionmaker)
     principals = PrincipalReader(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        await context.mailer.wait_idle()
+        await context.later.wait_idle()
         context.passwords.close()
         await principals.close()
         await engine.dispose()
 
-    app = FastAPI(
+    # Production keeps its schema (and the docs built from it) private unless asked to publish.
+    schema = settings.environment != "production" or settings.openapi_in_production
+    app = Service(
         title=settings.project_name,
         lifespan=lifespan,
-        docs_url=None if settings.environment == "production" else "/docs",
+        openapi_url="/openapi.json" if schema else None,
+        docs_url="/docs" if schema else None,
         redoc_url=None,
         openapi_tags=OPENAPI_TAGS,
         routes=all_routes(),
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.sessionmaker = sessionmaker
     app.state.context = context
     app.state.principals = principals
 
-    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(AfterResponseMiddleware, hold=context.later.hold)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -65,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_exception_handler(ServiceError, service_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RateLimitExceeded, rate_limit_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, unhandled_error_handler)
     return app
@@ -83,8 +110,26 @@ async def service_error_handler(_request: Request, exc: ServiceError) -> JSONRes
 
 async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Routing errors (unknown path, wrong method) get a code like every other error."""
-    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    code = getattr(exc, "code", None) or _slug(HTTPStatus(exc.status_code).phrase)
     return error_response(exc.status_code, str(exc.detail), code, exc.headers)
+
+
+async def validation_error_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's list of problems, without the submitted values: a 422 must not hand back a
+    password, and a value that cannot be encoded (a lone surrogate) must not become a 500."""
+    problems = [
+        {"type": error["type"], "loc": list(error["loc"]), "msg": _printable(error["msg"])}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": problems, "code": "validation_failed"}, status_code=422)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _slug(phrase: str) -> str:
+    return phrase.lower().replace(" ", "_").replace("-", "_")
 
 
 async def rate_limit_handler(_request: Request, exc: RateLimitExceeded) -> JSONResponse:
@@ -102,4 +147,4 @@ async def unhandled_error_handler(request: Request, exc: Exception) -> JSONRespo
     return error_response(500, "Internal Server Error", "internal_error")
 
 
-app = create_app()
+app = create_app(settings_or_exit())

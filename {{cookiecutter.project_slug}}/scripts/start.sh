@@ -10,9 +10,10 @@ export WEB_CONCURRENCY="${WEB_CONCURRENCY:-2}"
 
 alembic upgrade head
 
+# app.worker.Worker is uvicorn's worker with proxy headers and `Server` off: the app alone
+# reads X-Forwarded-For, from the proxies in TRUSTED_PROXIES.
 exec gunicorn app.main:app \
-    --worker-class uvicorn_worker.UvicornWorker \
+    --worker-class app.worker.Worker \
     --workers "$WEB_CONCURRENCY" \
     --bind "0.0.0.0:${PORT:-8000}" \
-    --access-logfile - \
-    --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}"
+    --access-logfile -

@@ -51,6 +51,7 @@ from app.main import create_app  # noqa: E402
 from app.models import AuditEvent, OneTimeToken, Role, User  # noqa: E402
 from app.services import users  # noqa: E402
 from app.services.email import Email  # noqa: E402
+from app.utils.cookies import CookieNames, cookie_names  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 SEEDED_ROLES = ("user", "admin")
@@ -217,3 +218,9 @@ async def signed_in(client: AsyncClient, alice: User) -> AsyncClient:
     response = await login(client)
     client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return client
+
+
+@pytest.fixture
+def cookie(settings: Settings) -> CookieNames:
+    """The auth cookies' names under this test's settings (they carry `__Host-` prefixes)."""
+    return cookie_names(settings)

@@ -210,13 +210,14 @@ async def test_admin_cannot_lock_themselves_out(admin, root):
 
 
 async def test_the_last_active_admin_cannot_be_removed_by_someone_else(app, admin, root):
-    """A user manager (users:write, no admin role) cannot take away the only admin."""
+    """Even a holder of every permission without the admin role cannot take away the only
+    admin (anyone holding less is refused earlier: test_attack_privileges.py)."""
     created = await admin.post(
-        "/api/v1/admin/roles", json={"name": "user-manager", "permissions": ["users:write"]}
+        "/api/v1/admin/roles", json={"name": "operator", "permissions": ALL_PERMISSIONS}
     )
     assert created.status_code == 201
     manager = await create_user(app, "manager@example.com")
-    await grant_role(app, manager, "user-manager")
+    await grant_role(app, manager, "operator")
     async with browser(app, "manager@example.com") as http:
         url = f"/api/v1/admin/users/{root.id}"
         attempts = [

@@ -66,3 +66,15 @@ def test_create_admin_prompts_twice_without_admin_password(app):  # app: cleans 
     matching = cli("create-admin", "prompted@example.com", answers=f"{PASSWORD}\n{PASSWORD}\n")
     assert matching.returncode == 0, matching.stderr
     assert "Admin ready: prompted@example.com" in matching.stdout
+
+
+async def test_create_admin_on_an_existing_account_signs_it_out_everywhere(app, signed_in, db):
+    """It resets the password: whoever held the old one must not keep a session."""
+    new_password = "a different horse battery staple"
+    result = cli("create-admin", "alice@example.com", ADMIN_PASSWORD=new_password)
+    assert result.returncode == 0, result.stderr
+    assert (await signed_in.get("/api/v1/users/me")).status_code == 401
+    sessions = (await db.exec(select(DeviceSession))).all()
+    assert sessions and all(s.revoked_at is not None for s in sessions)
+    assert {s.revoked_reason for s in sessions} == {"password_reset_by_operator"}
+    await login(signed_in, "alice@example.com", new_password)

@@ -1,8 +1,13 @@
+import os
+import secrets
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
 from app.core.config import PLACEHOLDER_SECRET
-from tests.conftest import make_settings
+from tests.conftest import PROJECT, make_settings
 
 
 def test_short_secret_key_is_refused():
@@ -56,3 +61,118 @@ def test_env_example_documents_every_setting():
     assert missing == []
     for name, number in documented.items():
         assert lines[number - 1].startswith("#"), f"{name} has no comment above it"
+
+
+# --- Production refuses what would be unsafe, one line per setting, no traceback ---------------
+SAFE_PRODUCTION = {
+    "environment": "production",
+    "smtp_host": "smtp.example.com",
+    "frontend_url": "https://app.example.com",
+}
+WEAK_SECRETS = {
+    "placeholder in upper case": PLACEHOLDER_SECRET.upper(),
+    "placeholder with a trailing dot": PLACEHOLDER_SECRET + ".",
+    "one letter repeated": "a" * 32,
+    "one digit repeated": "0" * 32,
+    "a word repeated": "changeme" * 4,
+    "a long unit repeated": "Xy7#kQ2!" * 2 + "Xy7#kQ2!" * 2,
+}
+
+
+@pytest.mark.parametrize("secret", WEAK_SECRETS.values(), ids=WEAK_SECRETS.keys())
+def test_production_refuses_a_weak_secret_key(secret):
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        make_settings(**{**SAFE_PRODUCTION, "secret_key": secret})
+
+
+@pytest.mark.parametrize("secret", [secrets.token_urlsafe(48), secrets.token_hex(32)])
+def test_production_accepts_a_random_secret_key(secret):
+    assert make_settings(**{**SAFE_PRODUCTION, "secret_key": secret}).environment == "production"
+
+
+def test_weak_secrets_are_allowed_outside_production():
+    assert make_settings(secret_key="a" * 32).secret_key.get_secret_value() == "a" * 32
+
+
+def test_production_refuses_to_run_without_an_smtp_server():
+    with pytest.raises(ValidationError, match="SMTP_HOST"):
+        make_settings(**{**SAFE_PRODUCTION, "smtp_host": None})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://app.example.com",
+        "https://localhost:3000",
+        "https://127.0.0.1",
+        "https://[::1]:8443",
+        "https://app.localhost",
+        "app.example.com",
+    ],
+)
+def test_production_refuses_an_http_or_local_frontend_url(url):
+    with pytest.raises(ValidationError, match="FRONTEND_URL"):
+        make_settings(**{**SAFE_PRODUCTION, "frontend_url": url})
+
+
+UNSAFE_PRODUCTION_ENV = {
+    "ENVIRONMENT": "production",
+    "SECRET_KEY": "changeme" * 4,
+    "SMTP_HOST": "",
+    "FRONTEND_URL": "http://localhost:3000",
+}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-c", "import app.main"],
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "app.main:app",
+            "--bind",
+            "127.0.0.1:0",
+            "--worker-class",
+            "app.worker.Worker",  # the worker class of scripts/start.sh
+            "--workers",
+            "1",
+        ],
+    ],
+    ids=["import", "uvicorn", "gunicorn"],
+)
+def test_the_service_will_not_start_and_says_why_in_one_line_per_setting(command):
+    result = subprocess.run(
+        command,
+        cwd=PROJECT,
+        env={**os.environ, **UNSAFE_PRODUCTION_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    for setting in ("SECRET_KEY", "SMTP_HOST", "FRONTEND_URL"):
+        assert len([line for line in lines if setting in line]) == 1, result.stderr
+
+
+class TestProductionSchema:
+    @pytest.fixture
+    def settings(self):
+        return make_settings(**SAFE_PRODUCTION)
+
+    async def test_the_schema_and_docs_are_hidden(self, client):
+        assert (await client.get("/openapi.json")).status_code == 404
+        assert (await client.get("/docs")).status_code == 404
+
+
+class TestProductionSchemaOptIn:
+    @pytest.fixture
+    def settings(self):
+        return make_settings(**SAFE_PRODUCTION, openapi_in_production=True)
+
+    async def test_the_schema_is_served_when_asked_for(self, client):
+        assert (await client.get("/openapi.json")).status_code == 200

@@ -79,7 +79,7 @@ def test_without_smtp_host_the_console_backend_is_used():
 
 async def test_console_backend_hides_bodies_outside_development(caplog):
     caplog.set_level(logging.INFO)
-    mailer = Mailer(make_settings(environment="production"))
+    mailer = Mailer(make_settings(environment="test"))
     mailer.send_later("verify_email", "alice@example.com", link="https://x/?token=SECRET", hours=1)
     await mailer.wait_idle()
     assert "alice@example.com" in caplog.text

@@ -1,14 +1,20 @@
-from httpx import ASGITransport, AsyncClient
+from httpx import ASGITransport, AsyncClient, Response
 
 
-async def test_unhandled_errors_leak_nothing(app):
-    @app.get("/boom")
+async def crash(app, path: str = "/boom") -> Response:
+    """The answer to a request whose route raises an unexpected error."""
+
+    @app.get(path)
     async def boom():
         raise RuntimeError("database password is hunter2")
 
     transport = ASGITransport(app=app, raise_app_exceptions=False)
     async with AsyncClient(transport=transport, base_url="https://testserver") as client:
-        response = await client.get("/boom")
+        return await client.get(path)
+
+
+async def test_unhandled_errors_leak_nothing(app):
+    response = await crash(app)
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal Server Error", "code": "internal_error"}
     assert "hunter2" not in response.text

@@ -26,7 +26,7 @@ class LoggingOutbox(Outbox):
         await ConsoleBackend(show_body=False).send(email)
 
 
-async def test_a_full_flow_logs_no_password_or_token(app, client, caplog):
+async def test_a_full_flow_logs_no_password_or_token(app, client, caplog, cookie):
     caplog.set_level(logging.DEBUG)
     outbox = LoggingOutbox()
     app.state.context.mailer.backend = outbox
@@ -44,9 +44,9 @@ async def test_a_full_flow_logs_no_password_or_token(app, client, caplog):
     )
     response = await login(client, "log@example.com")
     csrf = response.json()["csrf_token"]
-    secrets += [csrf, client.cookies["access_token"], client.cookies["refresh_token"]]
+    secrets += [csrf, client.cookies[cookie.access], client.cookies[cookie.refresh]]
     refreshed = await client.post("/api/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
-    secrets += [refreshed.json()["csrf_token"], client.cookies["refresh_token"]]
+    secrets += [refreshed.json()["csrf_token"], client.cookies[cookie.refresh]]
     await client.post("/api/v1/auth/password/forgot", json={"email": "log@example.com"})
     await mailer.wait_idle()
     secrets.append(token_in(outbox[-1]))
@@ -61,12 +61,12 @@ async def test_a_full_flow_logs_no_password_or_token(app, client, caplog):
         assert secret not in caplog.text
 
 
-async def test_security_events_are_audited(app, client, db, alice):
+async def test_security_events_are_audited(app, client, db, alice, cookie):
     await client.post(
         "/api/v1/auth/login", json={"email": "alice@example.com", "password": "x" * 16}
     )
     await login(client)
-    csrf = client.cookies["csrf_token"]
+    csrf = client.cookies[cookie.csrf]
     await client.post(
         "/api/v1/auth/password/change",
         headers={"X-CSRF-Token": csrf},

@@ -12,7 +12,14 @@ from fastapi.routing import APIRoute
 from sqlmodel import select
 from starlette.routing import Route
 
-from app.api.deps import Principal, get_principal, require_permissions, require_roles
+from app.api.deps import (
+    Principal,
+    get_cookie_session,
+    get_principal,
+    get_session_credentials,
+    require_permissions,
+    require_roles,
+)
 from app.db.principals import PrincipalReader
 from app.models import Role, UserRole
 from tests.conftest import count_calls
@@ -36,6 +43,10 @@ PUBLIC_PATHS = frozenset(
         "/openapi.json",
     }
 )
+
+# What authenticates a caller: the access token, or (logout, GET /auth/csrf) any token of the
+# caller's session. The walker accepts nothing else.
+AUTHENTICATORS = frozenset({get_principal, get_session_credentials, get_cookie_session})
 
 SOME_ID = uuid.UUID(int=1)  # fixed, so test ids match between runs and pytest-xdist workers
 ADMIN_ROUTES = [
@@ -72,13 +83,13 @@ def calls(dependant: Dependant) -> Iterator[object]:
 
 
 def unprotected_routes(app: FastAPI) -> list[str]:
-    """Routes outside PUBLIC_PATHS that do not depend on get_principal anywhere."""
+    """Routes outside PUBLIC_PATHS that depend on none of the AUTHENTICATORS anywhere."""
     found = []
     for route in expanded_routes(app):
         path = getattr(route, "path", None) or repr(route)
         if path in PUBLIC_PATHS:
             continue
-        if not is_api_route(route) or get_principal not in set(calls(route.dependant)):
+        if not is_api_route(route) or not AUTHENTICATORS & set(calls(route.dependant)):
             methods = ",".join(sorted(getattr(route, "methods", None) or []))
             found.append(f"{methods} {path}")
     return found

@@ -118,6 +118,7 @@ def upgrade() -> None:
         timestamp("created_at"),
         timestamp("expires_at"),
         timestamp("used_at", nullable=True),
+        sa.Column("new_email", sa.String(length=320), nullable=True),
         sa.ForeignKeyConstraint(["user_id"], ["user.id"], ondelete="CASCADE"),
     )
     op.create_index("ix_one_time_token_token_hash", "one_time_token", ["token_hash"], unique=True)

@@ -6,7 +6,9 @@ worker thread, a needless hop on every request.
 
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuth2 as OAuth2Model
@@ -16,13 +18,17 @@ from fastapi.security.utils import get_authorization_scheme_param
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.routes import API_PREFIX
+from app.core.config import Settings
+from app.core.security import CSRF_TOKEN_MAX_LENGTH
+from app.core.tokens import TokenClaims, TokenError, TokenType
 from app.db.principals import Principal
+from app.schemas.auth import RefreshRequest
 from app.services.auth import AuthService
 from app.services.context import ClientInfo, Context
-from app.services.errors import CsrfFailed, NotAuthenticated, PermissionDenied
+from app.services.errors import CsrfFailed, InvalidToken, NotAuthenticated, PermissionDenied
 from app.services.sessions import SessionService, authenticate
 from app.utils.client_ip import client_ip
-from app.utils.cookies import ACCESS_COOKIE, CSRF_COOKIE
+from app.utils.cookies import cookie_names
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -45,8 +51,10 @@ Db = Annotated[AsyncSession, Depends(get_db)]
 
 async def get_client(request: Request, ctx: Ctx) -> ClientInfo:
     peer = request.client.host if request.client else None
+    # Every line, in order: a proxy that adds its own line leaves the client's line first.
+    forwarded_for = ",".join(request.headers.getlist("x-forwarded-for"))
     return ClientInfo(
-        ip=client_ip(peer, request.headers.get("x-forwarded-for"), ctx.settings.trusted_networks),
+        ip=client_ip(peer, forwarded_for, ctx.settings.trusted_networks),
         user_agent=request.headers.get("user-agent", "")[:512],
     )
 
@@ -66,16 +74,106 @@ Auth = Annotated[AuthService, Depends(get_auth_service)]
 Sessions = Annotated[SessionService, Depends(get_session_service)]
 
 
-def check_csrf(request: Request, ctx: Context, session_id: str) -> None:
-    """Cookie-authenticated unsafe requests must echo a token signed for this session."""
+def check_origin(request: Request, settings: Settings) -> None:
+    """Refuse a cookie-carrying request that a foreign page made the browser send.
+
+    `Origin`, when sent, must be a CORS origin or the API's own (the host the browser
+    addressed, from `Host`, which a page cannot forge). A sandboxed page sends `null`.
+    """
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise CsrfFailed("Cross-site requests are not allowed")
+    origin = request.headers.get("origin")
+    if origin is None or origin in settings.cors_origins:
+        return
+    host = request.headers.get("host", "")
+    if not host or urlsplit(origin).netloc.lower() != host.lower():
+        raise CsrfFailed("Origin not allowed")
+
+
+def check_csrf(request: Request, ctx: Context, session_id: str) -> None:
+    """Cookie-authenticated unsafe requests must echo a token signed for this session."""
+    check_origin(request, ctx.settings)
     header = request.headers.get(CSRF_HEADER, "")
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not header or not hmac.compare_digest(header.encode(), cookie.encode()):
+    cookie = request.cookies.get(cookie_names(ctx.settings).csrf, "")
+    if not header or len(header) > CSRF_TOKEN_MAX_LENGTH or not header.isascii():
+        raise CsrfFailed()
+    if not hmac.compare_digest(header.encode(), cookie.encode()):
         raise CsrfFailed()
     if not ctx.csrf.is_valid(header, session_id):
         raise CsrfFailed()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCredentials:
+    """A genuine, unexpired token naming the caller's session (not yet looked up)."""
+
+    token: str
+    claims: TokenClaims
+    from_cookie: bool
+
+
+def session_credentials(
+    request: Request, *, access: bool, bearer: bool, refresh_body: str | None
+) -> SessionCredentials:
+    """The first genuine token among those allowed, decoded once, CSRF checked for cookies.
+
+    Access first (bearer, then cookie), then refresh (body, then cookie): an expired access
+    token falls through to the refresh token, so logout works after the access token died.
+    """
+    ctx: Context = request.app.state.context
+    names = cookie_names(ctx.settings)
+    candidates: list[tuple[str | None, TokenType, bool]] = []
+    if bearer:
+        scheme, value = get_authorization_scheme_param(request.headers.get("authorization"))
+        if scheme.lower() == "bearer":
+            candidates.append((value, "access", False))
+    if access:
+        candidates.append((request.cookies.get(names.access), "access", True))
+    candidates.append((refresh_body, "refresh", False))
+    candidates.append((request.cookies.get(names.refresh), "refresh", True))
+    presented = False
+    for token, token_type, from_cookie in candidates:
+        if not token:
+            continue
+        presented = True
+        try:
+            claims = ctx.tokens.decode(token, token_type)
+        except TokenError:
+            continue
+        if from_cookie and request.method in SAFE_METHODS:
+            check_origin(request, ctx.settings)
+        elif from_cookie:
+            check_csrf(request, ctx, str(claims.session_id))
+        return SessionCredentials(token, claims, from_cookie)
+    if presented:
+        raise InvalidToken("Invalid or expired token")
+    raise NotAuthenticated()
+
+
+async def get_refresh_credentials(
+    request: Request, body: RefreshRequest | None = None
+) -> SessionCredentials:
+    """The refresh token: API clients send it in the body, browsers the cookie (+ CSRF)."""
+    token = body.refresh_token if body is not None else None
+    return session_credentials(request, access=False, bearer=False, refresh_body=token)
+
+
+async def get_session_credentials(
+    request: Request, body: RefreshRequest | None = None
+) -> SessionCredentials:
+    """Any token of the session: access (bearer or cookie), else refresh (body or cookie)."""
+    token = body.refresh_token if body is not None else None
+    return session_credentials(request, access=True, bearer=True, refresh_body=token)
+
+
+async def get_cookie_session(request: Request) -> SessionCredentials:
+    """The session of a browser's cookies: the access cookie, else the refresh cookie."""
+    return session_credentials(request, access=True, bearer=False, refresh_body=None)
+
+
+RefreshCredentials = Annotated[SessionCredentials, Depends(get_refresh_credentials)]
+AnySessionCredentials = Annotated[SessionCredentials, Depends(get_session_credentials)]
+CookieSession = Annotated[SessionCredentials, Depends(get_cookie_session)]
 
 
 class AccessTokenAuth(SecurityBase):
@@ -91,17 +189,17 @@ class AccessTokenAuth(SecurityBase):
         self.scheme_name = "AccessToken"
         self.model = OAuth2Model(
             flows=OAuthFlows(password=OAuthFlowPassword(tokenUrl=form_url)),
-            description=f"A bearer token, or the HttpOnly `{ACCESS_COOKIE}` cookie.",
+            description="A bearer token, or the HttpOnly access cookie set by /auth/login.",
         )
 
     async def __call__(self, request: Request) -> Principal:
         """The caller, read afresh on every request: a revoked session is refused at once."""
         scheme, bearer = get_authorization_scheme_param(request.headers.get("authorization"))
         from_cookie = scheme.lower() != "bearer" or not bearer
-        token = request.cookies.get(ACCESS_COOKIE) if from_cookie else bearer
+        ctx: Context = request.app.state.context  # read directly: this runs on every request
+        token = request.cookies.get(cookie_names(ctx.settings).access) if from_cookie else bearer
         if not token:
             raise NotAuthenticated()
-        ctx: Context = request.app.state.context  # read directly: this runs on every request
         principal = await authenticate(ctx, request.app.state.principals, token)
         if from_cookie and request.method not in SAFE_METHODS:
             check_csrf(request, ctx, str(principal.session_id))

@@ -1,17 +1,64 @@
 """All configuration in one place, read from the environment and `.env`."""
 
+import math
+import re
+import sys
+from collections import Counter
 from functools import cached_property, lru_cache
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Where this project was generated to keep rate-limit counters: "memory" or "redis".
 RATE_LIMITER = "{{ cookiecutter.rate_limiter }}"
 PLACEHOLDER_SECRET = "replace-with-a-random-secret-of-at-least-32-bytes"  # noqa: S105
 
+# Compared with letters and digits only, case folded: `CHANGEME.` is `changeme`.
+PLACEHOLDER_WORDS = ("replacewitharandomsecret", "changeme", "replaceme", "secretkey")
+MIN_SECRET_BITS = 128  # estimated from the key's own characters
+GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"  # noqa: S105
+
 CommaSeparated = Annotated[list[str], NoDecode]
+
+
+class UnsafeSettings(ValueError):
+    """Settings the service refuses to run with, one sentence per problem, each naming it."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def secret_key_weakness(key: str) -> str | None:
+    """Why a key is guessable, or None. Only the key itself can be judged, so this catches
+    placeholders and low-entropy keys, not a random-looking key that was published."""
+    folded = re.sub(r"[^a-z0-9]", "", key.lower())
+    if any(word in folded for word in PLACEHOLDER_WORDS):
+        return "is a placeholder"
+    if re.fullmatch(r"(.+?)\1+", key.lower()):
+        return "repeats one short pattern"
+    counts = Counter(key).values()
+    bits = -sum(n * math.log2(n / len(key)) for n in counts)
+    if bits < MIN_SECRET_BITS:
+        return "has too little randomness"
+    return None
+
+
+def frontend_url_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return "must be an https:// URL in production (it is the base of every emailed link)"
+    host = parts.hostname.lower()
+    try:
+        address = ip_address(host)
+    except ValueError:
+        local = host == "localhost" or host.endswith(".localhost")
+    else:
+        local = address.is_loopback or address.is_unspecified
+    return "must not point at this machine in production" if local else None
 
 
 class Settings(BaseSettings):
@@ -46,6 +93,8 @@ class Settings(BaseSettings):
     cookie_domain: str | None = None
     cors_origins: CommaSeparated = []
     frontend_url: str = "http://localhost:3000"
+    # The schema (and /docs) tell an attacker every route; production hides them unless asked.
+    openapi_in_production: bool = False
     trusted_proxies: CommaSeparated = []
 
     # Email: without SMTP_HOST messages are written to the log instead
@@ -65,6 +114,9 @@ class Settings(BaseSettings):
     # hash passwords, so that N workers never run N times as many hashes as there are cores.
     web_concurrency: int = Field(1, ge=1)
 
+    # Requests: bodies over this many bytes are refused (413) before they are read
+    max_request_body_bytes: int = Field(64 * 1024, ge=1)
+
     # Rate limits, in the notation of the `limits` package ("20/minute", "10 per 15 minutes")
     rate_limit_enabled: bool = True
     rate_limit_login_ip: str = "20/minute"
@@ -72,6 +124,9 @@ class Settings(BaseSettings):
     rate_limit_register_ip: str = "10/hour"
     rate_limit_email: str = "5/hour"
     rate_limit_email_ip: str = "20/hour"
+    rate_limit_resend_email: str = "5/hour"
+    rate_limit_email_change: str = "5/hour"
+    rate_limit_notice: str = "3/hour"
 
     @field_validator(
         "redis_url", "cookie_domain", "smtp_host", "smtp_user", "smtp_password", mode="before"
@@ -102,15 +157,28 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def check_secret_key(self) -> "Settings":
+    def check_safety(self) -> "Settings":
+        problems = []
         key = self.secret_key.get_secret_value()
         if len(key.encode()) < 32:
-            raise ValueError(
-                "SECRET_KEY must be at least 32 bytes; generate one with "
-                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            problems.append(
+                f"SECRET_KEY must be at least 32 bytes; generate one with {GENERATE_SECRET}"
             )
-        if self.environment == "production" and key == PLACEHOLDER_SECRET:
-            raise ValueError("SECRET_KEY is still the placeholder from env.example")
+        elif self.environment == "production" and (weakness := secret_key_weakness(key)):
+            problems.append(
+                f"SECRET_KEY {weakness}: production needs a random key; "
+                f"generate one with {GENERATE_SECRET}"
+            )
+        if self.environment == "production":
+            if self.smtp_host is None:
+                problems.append(
+                    "SMTP_HOST is not set: production must send real email "
+                    "(verification and password-reset links)"
+                )
+            if problem := frontend_url_problem(self.frontend_url):
+                problems.append(f"FRONTEND_URL {problem}: {self.frontend_url!r}")
+        if problems:
+            raise UnsafeSettings(problems)
         return self
 
     @cached_property
@@ -125,3 +193,29 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()  # type: ignore[call-arg]
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per problem, each naming the environment variable."""
+    lines = []
+    for item in error.errors():
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, UnsafeSettings):
+            lines += cause.problems
+            continue
+        name = ".".join(str(part) for part in item["loc"]).upper()
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}" if name else message)
+    return lines
+
+
+def settings_or_exit() -> Settings:
+    """The settings of a process about to serve or migrate; or one line per problem on stderr
+    and exit status 4, which gunicorn reads as "App failed to load" and stops, instead of
+    respawning workers that fail the same way (uvicorn just exits)."""
+    try:
+        return get_settings()
+    except ValidationError as error:
+        for line in settings_problems(error):
+            print(f"Configuration error: {line}", file=sys.stderr)
+        raise SystemExit(4) from None

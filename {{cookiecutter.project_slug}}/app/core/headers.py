@@ -1,4 +1,10 @@
-"""Security headers on every response, as a plain ASGI middleware (cheap on the hot path)."""
+"""Security headers on every response, as a plain ASGI middleware (cheap on the hot path).
+
+`app.main.Service` puts it outside Starlette's ServerErrorMiddleware, so the 500s that one
+renders carry the headers too (user middleware sits inside it).
+"""
+
+from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -8,30 +14,50 @@ BASE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+# The API answers JSON: nothing in a response may load, run or be framed.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# Swagger UI: its bundle and stylesheet (from the service or the CDN FastAPI defaults to), the
+# inline script that starts it, inline styles it sets, images, and fetching the schema.
+DOCS_CSP = (
+    "default-src 'none'; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https:; "
+    "connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 HSTS = "max-age=63072000; includeSubDomains"
 # Responses that carry tokens or personal data must never be cached.
 NO_STORE_PREFIXES = ("/api/",)
 
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def _raw(headers: dict[str, str]) -> RawHeaders:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool, docs_paths: Iterable[str] = ()) -> None:
         self.app = app
         headers = {**BASE_HEADERS, **({"Strict-Transport-Security": HSTS} if hsts else {})}
-        self.raw_headers = [
-            (name.lower().encode(), value.encode()) for name, value in headers.items()
-        ]
+        self.raw_headers = _raw({**headers, "Content-Security-Policy": API_CSP})
+        self.docs_headers = _raw({**headers, "Content-Security-Policy": DOCS_CSP})
+        self.docs_paths = frozenset(docs_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        no_store = scope["path"].startswith(NO_STORE_PREFIXES)
+        path = scope["path"]
+        no_store = path.startswith(NO_STORE_PREFIXES)
+        extra = self.docs_headers if path in self.docs_paths else self.raw_headers
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
-                headers += [header for header in self.raw_headers if header[0] not in present]
+                headers += [header for header in extra if header[0] not in present]
                 if no_store:
                     headers = [h for h in headers if h[0].lower() != b"cache-control"]
                     headers.append((b"cache-control", b"no-store"))

@@ -153,6 +153,11 @@ class AuthLimits:
     register_ip: Limit
     email: Limit
     email_ip: Limit
+    # One bucket per purpose: hammering forgot-password for an address must not block its
+    # owner's resend, and nobody but the account holder can use up its email changes.
+    resend_email: Limit
+    email_change: Limit
+    notice: Limit
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AuthLimits":
@@ -162,6 +167,9 @@ class AuthLimits:
             register_ip=Limit.parse("register-ip", settings.rate_limit_register_ip),
             email=Limit.parse("email", settings.rate_limit_email),
             email_ip=Limit.parse("email-ip", settings.rate_limit_email_ip),
+            resend_email=Limit.parse("resend-email", settings.rate_limit_resend_email),
+            email_change=Limit.parse("email-change", settings.rate_limit_email_change),
+            notice=Limit.parse("notice", settings.rate_limit_notice),
         )
 
 

@@ -113,6 +113,9 @@ class PasswordHasher:
         return await asyncio.get_running_loop().run_in_executor(self._threads, partial(func, *args))
 
 
+CSRF_TOKEN_MAX_LENGTH = 128  # an issued token is 87 ASCII characters
+
+
 class CsrfTokens:
     """Double-submit tokens signed with the session id.
 
@@ -128,10 +131,13 @@ class CsrfTokens:
         return f"{nonce}.{self._sign(session_id, nonce)}"
 
     def is_valid(self, token: str, session_id: str) -> bool:
+        """Anything the client sends may reach here: non-ASCII, huge, missing parts."""
+        if len(token) > CSRF_TOKEN_MAX_LENGTH or not token.isascii():
+            return False
         nonce, _, signature = token.partition(".")
         if not nonce or not signature:
             return False
-        return hmac.compare_digest(signature, self._sign(session_id, nonce))
+        return hmac.compare_digest(signature.encode(), self._sign(session_id, nonce).encode())
 
     def _sign(self, session_id: str, nonce: str) -> str:
         message = f"{session_id}:{nonce}".encode()

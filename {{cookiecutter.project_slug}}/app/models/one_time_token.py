@@ -10,6 +10,8 @@ from app.models.base import created_field, id_field, required_timestamp_field, t
 class TokenPurpose(enum.StrEnum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"
+    # A pending email change: the new address takes over only when this link is used.
+    CHANGE_EMAIL = "change_email"
 
 
 class OneTimeToken(SQLModel, table=True):
@@ -24,3 +26,5 @@ class OneTimeToken(SQLModel, table=True):
     created_at: datetime = created_field()
     expires_at: datetime = required_timestamp_field()
     used_at: datetime | None = timestamp_field()
+    # The address a `change_email` token switches the account to.
+    new_email: str | None = Field(default=None, max_length=320)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.fields import Description, Name
 from app.schemas.user import UserRead
 
 RoleName = Annotated[
@@ -17,7 +18,7 @@ RoleName = Annotated[
         description="Lower-case letters, digits and _ . : -",
     ),
 ]
-PermissionName = Annotated[str, Field(min_length=1, max_length=64)]
+PermissionName = Name
 
 
 class UserPage(BaseModel):
@@ -58,7 +59,7 @@ class RoleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: RoleName
-    description: str = Field(default="", max_length=255)
+    description: Description = ""
     permissions: list[PermissionName] = Field(default_factory=list, max_length=256)
 
 
@@ -67,5 +68,5 @@ class RoleUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = Field(default=None, max_length=255)
+    description: Description | None = None
     permissions: list[PermissionName] | None = Field(default=None, max_length=256)

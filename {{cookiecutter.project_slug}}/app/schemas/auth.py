@@ -1,22 +1,30 @@
 import uuid
 from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field, StringConstraints
 
+from app.schemas.fields import EmailAddress, Jwt, Password, Token
 from app.schemas.user import UserRead
-
-# Long enough for any allowed password; the policy gives the precise reason below this.
-Password = Field(min_length=1, max_length=1024)
 
 
 class RegisterRequest(BaseModel):
-    email: EmailStr
-    password: str = Password
+    email: EmailAddress
+    password: Password
 
 
 class LoginRequest(BaseModel):
-    email: EmailStr
-    password: str = Password
+    email: EmailAddress
+    password: Password
+
+
+class TokenForm(BaseModel):
+    """The OAuth2 password form (RFC 6749 section 4.3), with the same input rules as login."""
+
+    grant_type: Literal["password"] | None = None
+    username: EmailAddress = Field(description="The account's email address")
+    password: Password
+    scope: Annotated[str, StringConstraints(max_length=255)] = ""
 
 
 class LoginResponse(BaseModel):
@@ -31,7 +39,7 @@ class TokenPair(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: str | None = Field(
+    refresh_token: Jwt | None = Field(
         default=None, description="For API clients; browsers send the refresh_token cookie."
     )
 
@@ -41,21 +49,21 @@ class CsrfToken(BaseModel):
 
 
 class VerifyEmailRequest(BaseModel):
-    token: str = Field(min_length=1, max_length=256)
+    token: Token
 
 
 class EmailRequest(BaseModel):
-    email: EmailStr
+    email: EmailAddress
 
 
 class ResetPasswordRequest(BaseModel):
-    token: str = Field(min_length=1, max_length=256)
-    new_password: str = Password
+    token: Token
+    new_password: Password
 
 
 class ChangePasswordRequest(BaseModel):
-    current_password: str = Password
-    new_password: str = Password
+    current_password: Password
+    new_password: Password
 
 
 class SessionRead(BaseModel):

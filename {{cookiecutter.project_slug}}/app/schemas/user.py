@@ -1,7 +1,9 @@
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict
+
+from app.schemas.fields import EmailAddress, Password
 
 
 class UserRead(BaseModel):
@@ -20,5 +22,5 @@ class UserUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailStr
-    current_password: str = Field(min_length=1, max_length=1024)
+    email: EmailAddress
+    current_password: Password

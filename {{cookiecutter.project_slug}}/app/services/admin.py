@@ -1,8 +1,25 @@
 """The admin API's rules: user management, other users' sessions, roles and permissions.
 
-Two guards keep the service manageable: an admin cannot lock themselves out (deactivate or
-delete their own account, drop their own admin role), and nobody can take away the last
-active admin or strip permissions from the `admin` role.
+Privilege boundary (`_authorise`, the one place that decides): an action needs every
+permission it grants and every permission of what it acts on, and the actor must hold them all.
+
+* Granting: a role created or changed, or roles given to a user, may carry only permissions
+  the actor holds.
+* Acting on a role (its permissions or its description) needs every permission the role has;
+  the `admin` role needs every permission that exists. So a `roles:write` holder can neither
+  strip nor describe a role it does not fully hold.
+* Acting on an account (changing its roles, activation or verification, deleting it, revoking
+  its sessions) needs every permission the account has; an `admin` account needs every
+  permission. Nobody acts on someone more privileged than themselves.
+* Reading (lists, one user, their sessions) stays with the route's permission alone.
+* The actor's permissions are read again inside the transaction, not taken from the request's
+  snapshot: an actor demoted a moment ago acts with what it holds now.
+
+Guards: an admin cannot lock themselves out (deactivate or delete their own account, drop
+their own admin role), nobody takes away the last active admin, and the `admin` role keeps every
+permission. Every change runs in an exclusive transaction (`_begin`): the database write lock
+on SQLite, a lock on the `admin` role row on PostgreSQL, taken first by every change, so
+concurrent demotions are decided one after another and cannot together remove every admin.
 """
 
 import uuid
@@ -13,6 +30,7 @@ from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.principals import Principal
+from app.db.session import begin_exclusive
 from app.models import (
     AuditEventType,
     DeviceSession,
@@ -31,6 +49,7 @@ from app.services.errors import (
     AlreadyExists,
     LastAdmin,
     NotFound,
+    PrivilegeEscalation,
     SelfLockout,
     UnknownName,
 )
@@ -68,8 +87,9 @@ class AdminService:
     async def update_user(
         self, actor: Principal, user_id: uuid.UUID, changes: AdminUserUpdate, client: ClientInfo
     ) -> UserRead:
+        await self._begin()
         user = await self._user(user_id)
-        current_roles, _ = (await self._grants([user.id])).get(user.id, ([], []))
+        current_roles, current = (await self._grants([user.id])).get(user.id, ([], []))
         new_roles = sorted(set(changes.roles)) if changes.roles is not None else current_roles
         deactivating = changes.is_active is False
         losing_admin = ADMIN_ROLE in current_roles and ADMIN_ROLE not in new_roles
@@ -79,12 +99,15 @@ class AdminService:
                 raise SelfLockout("You cannot deactivate your own account")
             if losing_admin:
                 raise SelfLockout("You cannot remove your own admin role")
+        role_ids, granted = await self._roles(new_roles)
+        await self._authorise(
+            actor, "users:write", await self._reach(current_roles, current), granted
+        )
         if ADMIN_ROLE in current_roles and user.is_active and (deactivating or losing_admin):
             await self._ensure_another_admin(user.id)
 
         done: list[str] = []
         if changes.roles is not None and new_roles != current_roles:
-            role_ids = await self._role_ids(new_roles)
             await self.db.exec(delete(UserRole).where(col(UserRole.user_id) == user.id))
             self.db.add_all(UserRole(user_id=user.id, role_id=role_id) for role_id in role_ids)
             done.append(f"roles={','.join(new_roles) or '-'}")
@@ -109,10 +132,12 @@ class AdminService:
 
     async def delete_user(self, actor: Principal, user_id: uuid.UUID, client: ClientInfo) -> None:
         """Delete the user; their sessions, roles and tokens go with them (FK cascade)."""
+        await self._begin()
         user = await self._user(user_id)
         if user.id == actor.id:
             raise SelfLockout("You cannot delete your own account")
-        roles, _ = (await self._grants([user.id])).get(user.id, ([], []))
+        roles, permissions = (await self._grants([user.id])).get(user.id, ([], []))
+        await self._authorise(actor, "users:write", await self._reach(roles, permissions))
         if ADMIN_ROLE in roles and user.is_active:
             await self._ensure_another_admin(user.id)
         await self.db.delete(user)
@@ -128,8 +153,13 @@ class AdminService:
         await self._user(user_id)
         return await self.sessions.list_active(user_id)
 
-    async def revoke_sessions(self, user_id: uuid.UUID, client: ClientInfo) -> None:
+    async def revoke_sessions(
+        self, actor: Principal, user_id: uuid.UUID, client: ClientInfo
+    ) -> None:
+        await self._begin()
         await self._user(user_id)
+        roles, permissions = (await self._grants([user_id])).get(user_id, ([], []))
+        await self._authorise(actor, "sessions:write", await self._reach(roles, permissions))
         await self.sessions.revoke_all(user_id, "revoked_by_admin", client)
         await self.db.commit()
 
@@ -154,9 +184,11 @@ class AdminService:
 
     async def create_role(self, actor: Principal, body: RoleCreate, client: ClientInfo) -> RoleRead:
         duplicate = f"A role named '{body.name}' already exists"
+        await self._begin()
         if (await self.db.exec(select(Role.id).where(Role.name == body.name))).first():
             raise AlreadyExists(duplicate)
         permission_ids = await self._permission_ids(body.permissions)
+        await self._authorise(actor, "roles:write", set(body.permissions))
         role = Role(name=body.name, description=body.description)
         self.db.add(role)
         try:
@@ -172,17 +204,21 @@ class AdminService:
     async def update_role(
         self, actor: Principal, role_id: uuid.UUID, body: RoleUpdate, client: ClientInfo
     ) -> RoleRead:
+        await self._begin()
         role = await self.db.get(Role, role_id)
         if role is None:
             raise NotFound("Role not found")
+        current = (await self._role_read(role.id)).permissions
+        wanted = sorted(set(body.permissions)) if body.permissions is not None else current
+        permission_ids = await self._permission_ids(wanted)  # unknown names first: a 400
+        await self._authorise(
+            actor, "roles:write", await self._reach([role.name], current), set(wanted)
+        )
         done: list[str] = []
         if body.permissions is not None:
-            wanted = sorted(set(body.permissions))
-            current = (await self._role_read(role.id)).permissions
             if role.name == ADMIN_ROLE and set(current) - set(wanted):
                 raise AdminRoleFixed()
             if wanted != current:
-                permission_ids = await self._permission_ids(wanted)
                 await self.db.exec(
                     delete(RolePermission).where(col(RolePermission.role_id) == role.id)
                 )
@@ -197,8 +233,49 @@ class AdminService:
         if done:
             detail = _limit(f"{role.name}: {'; '.join(done)}")
             audit.record(self.db, AuditEventType.ROLE_UPDATED, client, actor.id, detail=detail)
-            await self.db.commit()
+        await self.db.commit()  # also ends the exclusive transaction when nothing changed
         return await self._role_read(role.id)
+
+    # --- the privilege boundary and the lock ------------------------------------------------
+
+    async def _begin(self) -> None:
+        """Start the exclusive transaction every change runs in (see the module docstring).
+
+        Taken before anything is read, always in the same order (the `admin` role row, then
+        whatever the change touches), so concurrent changes queue instead of deadlocking.
+        """
+        await begin_exclusive(self.db)
+        await self.db.exec(select(Role.id).where(Role.name == ADMIN_ROLE).with_for_update())
+
+    async def _authorise(
+        self,
+        actor: Principal,
+        route_permission: str,
+        target: Iterable[str],
+        granted: Iterable[str] = (),
+    ) -> None:
+        """Refuse unless the actor holds, now, the route's permission, everything the target
+        holds and everything granted."""
+        needed = {route_permission, *target, *granted}
+        if not needed <= await self._held(actor.id):
+            raise PrivilegeEscalation()
+
+    async def _held(self, user_id: uuid.UUID) -> set[str]:
+        """The actor's permissions as of this transaction; none once deactivated or deleted."""
+        rows = await self.db.exec(
+            select(Permission.name)
+            .join(RolePermission, col(RolePermission.permission_id) == Permission.id)
+            .join(UserRole, col(UserRole.role_id) == RolePermission.role_id)
+            .join(User, col(User.id) == UserRole.user_id)
+            .where(UserRole.user_id == user_id, col(User.is_active).is_(True))
+        )
+        return set(rows)
+
+    async def _reach(self, roles: Iterable[str], permissions: Iterable[str]) -> set[str]:
+        """What acting on a holder of `roles` needs: their permissions, or all for `admin`."""
+        if ADMIN_ROLE in roles:
+            return set((await self.db.exec(select(Permission.name))).all())
+        return set(permissions)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -247,14 +324,23 @@ class AdminService:
         if not others:
             raise LastAdmin()
 
-    async def _role_ids(self, names: Sequence[str]) -> list[uuid.UUID]:
-        found = dict(
-            (await self.db.exec(select(Role.name, Role.id).where(col(Role.name).in_(names)))).all()
-        )
+    async def _roles(self, names: Sequence[str]) -> tuple[list[uuid.UUID], set[str]]:
+        """The ids of the named roles and what holding them grants (every permission for
+        `admin`)."""
+        rows = (
+            await self.db.exec(
+                select(Role.name, Role.id, Permission.name)
+                .join(RolePermission, col(RolePermission.role_id) == Role.id, isouter=True)
+                .join(Permission, col(Permission.id) == RolePermission.permission_id, isouter=True)
+                .where(col(Role.name).in_(names))
+            )
+        ).all()
+        found = {name: role_id for name, role_id, _ in rows}
         unknown = sorted(set(names) - set(found))
         if unknown:
             raise UnknownName(f"Unknown role: {', '.join(unknown)}")
-        return list(found.values())
+        permissions = {permission for _, _, permission in rows if permission}
+        return list(found.values()), await self._reach(found, permissions)
 
     async def _permission_ids(self, names: Sequence[str]) -> list[uuid.UUID]:
         found = dict(

@@ -1,14 +1,17 @@
 """Registration, sign-in and the emailed flows, safe against account enumeration.
 
-Every public entry point answers the same way whether or not the email exists, and spends
-the same work on password hashing either way.
+Every public entry point answers the same way whether or not the email exists, and does the
+same work before answering: what depends on the account (a token to save, a mail to send) is
+handed to `ctx.later` and runs after the response, with a database session of its own.
 """
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.passwords import password_problem
+from app.core.rate_limit import Limit, RateLimitExceeded
 from app.db.principals import Principal
 from app.models import AuditEventType, DeviceSession, TokenPurpose, User
 from app.models.base import utcnow
@@ -28,6 +31,12 @@ from app.services.errors import (
 from app.services.sessions import IssuedTokens, SessionService
 from app.utils.user_agent import parse_device
 
+LINK_PAGES = {
+    TokenPurpose.VERIFY_EMAIL: "verify-email",
+    TokenPurpose.CHANGE_EMAIL: "verify-email",
+    TokenPurpose.RESET_PASSWORD: "reset-password",
+}
+
 
 class AuthService:
     def __init__(self, db: AsyncSession, ctx: Context) -> None:
@@ -36,34 +45,66 @@ class AuthService:
         self.sessions = SessionService(db, ctx)
 
     async def register(self, email: str, password: str, client: ClientInfo) -> None:
+        """The password is hashed for every well-formed request (the same cost whether or not
+        the address is taken); the account is created after the response."""
         await self.ctx.limiter.hit(self.ctx.limits.register_ip, client.ip_key)
         email = users.normalize_email(email)
         self._check_password(password, email)
         password_hash = await self.ctx.passwords.hash(password)
-        user = await users.create_user(self.db, email, password_hash)
-        if user is None:
-            self.ctx.mailer.send_later(
-                "account_exists", email, reset_link=self.ctx.mailer.page("forgot-password")
-            )
-            return
-        await self._send_verification(user)
+
+        async def create(service: AuthService) -> None:
+            user = await users.create_user(service.db, email, password_hash)
+            if user is None:
+                await service._notify_address_in_use(email)
+            else:
+                await service._send_verification(user)
+
+        self._after_response("registration", create)
 
     async def resend_verification(self, email: str, client: ClientInfo) -> None:
         email = users.normalize_email(email)
-        await self._limit_emails(email, client)
-        user = await users.get_by_email(self.db, email)
-        if user is not None and not user.is_verified and user.is_active:
-            await self._send_verification(user)
+        await self._limit_emails(self.ctx.limits.resend_email, email, client)
+
+        async def resend(service: AuthService) -> None:
+            user = await users.get_by_email(service.db, email)
+            if user is not None and not user.is_verified and user.is_active:
+                await service._send_verification(user)
+
+        self._after_response("verification resend", resend)
 
     async def verify_email(self, token: str) -> None:
-        user = await one_time_tokens.consume(self.db, token, TokenPurpose.VERIFY_EMAIL)
-        if user is None:
+        """Confirms an address: a new account's, or the new one of a pending email change,
+        which only now replaces the old address (the emailed link is the same page)."""
+        redeemed = await one_time_tokens.redeem(
+            self.db, token, (TokenPurpose.VERIFY_EMAIL, TokenPurpose.CHANGE_EMAIL)
+        )
+        if redeemed is None:
             await self.db.rollback()
             raise InvalidOneTimeToken()
-        user.is_verified = True
-        self.db.add(user)
-        audit.record(self.db, AuditEventType.EMAIL_VERIFIED, None, user.id)
+        user = redeemed.user
+        if redeemed.purpose == TokenPurpose.VERIFY_EMAIL:
+            user.is_verified = True
+            self.db.add(user)
+            audit.record(self.db, AuditEventType.EMAIL_VERIFIED, None, user.id)
+            await self.db.commit()
+            return
+        old_email, new_email = user.email, redeemed.new_email
+        if new_email is None or not user.is_active:
+            await self.db.rollback()
+            raise InvalidOneTimeToken()
+        # The unique index decides: the address may have been taken since the link was sent.
+        if not await users.change_email(self.db, user, new_email):
+            raise EmailTaken("This email address now belongs to another account")
+        # Links mailed to the old address (a password reset) die with it.
+        await one_time_tokens.revoke_all(self.db, user.id)
+        audit.record(self.db, AuditEventType.EMAIL_CHANGED, None, user.id)
         await self.db.commit()
+        self.ctx.mailer.send_later(
+            "email_changed",
+            old_email,
+            new_email=new_email,
+            reset_link=self.ctx.mailer.page("forgot-password"),
+        )
 
     async def login(
         self, email: str, password: str, client: ClientInfo
@@ -126,12 +167,18 @@ class AuthService:
     async def forgot_password(self, email: str, client: ClientInfo) -> None:
         """Email a reset link when the account exists; the caller always answers 202."""
         email = users.normalize_email(email)
-        await self._limit_emails(email, client)
-        user = await users.get_by_email(self.db, email)
-        if user is None or not user.is_active:
-            return
-        ttl = self.ctx.settings.reset_password_token_ttl_seconds
-        await self._email_token(user, TokenPurpose.RESET_PASSWORD, ttl, minutes=ttl // 60)
+        await self._limit_emails(self.ctx.limits.email, email, client)
+
+        async def send_reset(service: AuthService) -> None:
+            user = await users.get_by_email(service.db, email)
+            if user is None or not user.is_active:
+                return
+            ttl = service.ctx.settings.reset_password_token_ttl_seconds
+            await service._email_token(
+                user, TokenPurpose.RESET_PASSWORD, ttl, "reset_password", minutes=ttl // 60
+            )
+
+        self._after_response("password reset request", send_reset)
 
     async def reset_password(self, token: str, new_password: str, client: ClientInfo) -> None:
         """Set a new password from an emailed token. No automatic sign-in: every session ends.
@@ -172,27 +219,48 @@ class AuthService:
     async def change_email(
         self, principal: Principal, new_email: str, current_password: str, client: ClientInfo
     ) -> UserRead:
-        """Switch to a new address, which must be verified again; the old one is told."""
+        """Ask for a new address: it takes over only when its emailed link is used.
+
+        Returns the account unchanged, whether the address is free or taken, so the answer
+        and the work before it do not say which; the rest happens after the response. The
+        limit is per account: no outsider can use it up.
+        """
         user = await self._user_of(principal)
         new_email = users.normalize_email(new_email)
-        await self.ctx.limiter.hit(self.ctx.limits.email, user.email)
+        await self.ctx.limiter.hit(self.ctx.limits.email_change, str(user.id))
         if not await self.ctx.passwords.verify(user.password_hash, current_password):
             raise WrongPassword()
-        if new_email == user.email:
-            return await self.read_model(user)
-        old_email = user.email
-        if not await users.change_email(self.db, user, new_email):
-            raise EmailTaken()
-        await one_time_tokens.revoke_all(self.db, user.id)
-        audit.record(self.db, AuditEventType.EMAIL_CHANGED, client, user.id)
-        await self._send_verification(user)
-        self.ctx.mailer.send_later(
-            "email_changed",
-            old_email,
-            new_email=new_email,
-            reset_link=self.ctx.mailer.page("forgot-password"),
-        )
+        if new_email != user.email:
+            user_id = user.id
+
+            async def request(service: AuthService) -> None:
+                await service._request_email_change(user_id, new_email)
+
+            self._after_response("email change request", request)
         return await self.read_model(user)
+
+    async def _request_email_change(self, user_id: uuid.UUID, new_email: str) -> None:
+        """The old address is told either way; a free new one gets the confirmation link, a
+        taken one (its owner) a rate-limited notice."""
+        user = await self.db.get(User, user_id)
+        if user is None or not user.is_active:
+            return
+        reset_link = self.ctx.mailer.page("forgot-password")
+        self.ctx.mailer.send_later(
+            "email_change_requested", user.email, new_email=new_email, reset_link=reset_link
+        )
+        if await users.get_by_email(self.db, new_email) is not None:
+            await self._notify_address_in_use(new_email)
+            return
+        ttl = self.ctx.settings.verify_email_token_ttl_seconds
+        await self._email_token(
+            user,
+            TokenPurpose.CHANGE_EMAIL,
+            ttl,
+            "confirm_email_change",
+            to=new_email,
+            hours=ttl // 3600,
+        )
 
     async def read_model(self, user: User) -> UserRead:
         """The account as the API shows it, roles and permissions included."""
@@ -213,10 +281,31 @@ class AuthService:
         await one_time_tokens.revoke_all(self.db, user.id)
         await self.sessions.revoke_all(user.id, "password_changed", client, keep=keep)
 
-    async def _limit_emails(self, email: str, client: ClientInfo) -> None:
-        """Requests that make us send email are limited per address and per client IP."""
+    async def _limit_emails(self, per_address: Limit, email: str, client: ClientInfo) -> None:
+        """Requests that make us send email are limited per client IP and per address, with
+        a bucket per purpose: hammering one flow for an address does not block the others."""
         await self.ctx.limiter.hit(self.ctx.limits.email_ip, client.ip_key)
-        await self.ctx.limiter.hit(self.ctx.limits.email, email)
+        await self.ctx.limiter.hit(per_address, email)
+
+    def _after_response(self, what: str, work: Callable[["AuthService"], Awaitable[None]]) -> None:
+        """Hand account-dependent work over; it gets a service on a session of its own."""
+        ctx = self.ctx
+
+        async def job(db: AsyncSession) -> None:
+            await work(AuthService(db, ctx))
+
+        ctx.later.run_with_db(what, job)
+
+    async def _notify_address_in_use(self, email: str) -> None:
+        """Tell an address's owner someone tried to claim it; an outsider can trigger this,
+        so each recipient gets at most a few per window."""
+        try:
+            await self.ctx.limiter.hit(self.ctx.limits.notice, email)
+        except RateLimitExceeded:
+            return
+        self.ctx.mailer.send_later(
+            "account_exists", email, reset_link=self.ctx.mailer.page("forgot-password")
+        )
 
     def _send_password_notice(self, user: User) -> None:
         self.ctx.mailer.send_later(
@@ -225,17 +314,27 @@ class AuthService:
 
     async def _send_verification(self, user: User) -> None:
         ttl = self.ctx.settings.verify_email_token_ttl_seconds
-        await self._email_token(user, TokenPurpose.VERIFY_EMAIL, ttl, hours=ttl // 3600)
+        await self._email_token(
+            user, TokenPurpose.VERIFY_EMAIL, ttl, "verify_email", hours=ttl // 3600
+        )
 
     async def _email_token(
-        self, user: User, purpose: TokenPurpose, ttl: int, **context: object
+        self,
+        user: User,
+        purpose: TokenPurpose,
+        ttl: int,
+        template: str,
+        to: str | None = None,
+        **context: object,
     ) -> None:
-        """Save a fresh one-time token, then mail its link (template and page share its name:
-        `verify_email` -> /verify-email, `reset_password` -> /reset-password)."""
-        token = one_time_tokens.issue(self.db, user, purpose, ttl)
+        """Save a fresh one-time token (older ones of its purpose die), then mail its link
+        to `to` (default: the account's address). A change of address is confirmed on the
+        same page as a new one."""
+        new_email = to if purpose == TokenPurpose.CHANGE_EMAIL else None
+        token = await one_time_tokens.issue(self.db, user, purpose, ttl, new_email=new_email)
         await self.db.commit()
-        link = self.ctx.mailer.link(purpose.replace("_", "-"), token)
-        self.ctx.mailer.send_later(purpose, user.email, link=link, **context)
+        link = self.ctx.mailer.link(LINK_PAGES[purpose], token)
+        self.ctx.mailer.send_later(template, to or user.email, link=link, **context)
 
     def _check_password(self, password: str, email: str) -> None:
         problem = password_problem(password, email, self.ctx.settings.password_min_length)

@@ -3,10 +3,14 @@
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from app.core.config import Settings
 from app.core.rate_limit import AuthLimits, RateLimiter
 from app.core.security import CsrfTokens, PasswordHasher
 from app.core.tokens import TokenCodec
+from app.services.deferred import Deferred
 from app.services.email import Mailer
 
 
@@ -19,10 +23,15 @@ class Context:
     limiter: RateLimiter
     limits: AuthLimits
     mailer: Mailer
+    later: Deferred
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Context":
+    def from_settings(
+        cls, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession] | None = None
+    ) -> "Context":
+        """`sessionmaker` gives the work deferred past the response its own sessions."""
         secret = settings.secret_key.get_secret_value()
+        later = Deferred(sessionmaker)
         return cls(
             settings=settings,
             passwords=PasswordHasher(settings),
@@ -32,7 +41,8 @@ class Context:
                 settings.redis_url, secret=secret, enabled=settings.rate_limit_enabled
             ),
             limits=AuthLimits.from_settings(settings),
-            mailer=Mailer(settings),
+            mailer=Mailer(settings, deferred=later),
+            later=later,
         )
 
 

@@ -1,9 +1,9 @@
 """Transactional email: Jinja2 templates, an SMTP backend and a console backend.
 
-Messages go out in the background, so a response never waits for (or reveals) a send.
+Messages go out after the response (app/services/deferred.py), so a response never waits
+for (or reveals) a send.
 """
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -14,6 +14,7 @@ import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.core.config import Settings
+from app.services.deferred import Deferred
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ SUBJECTS = {
     "password_changed": "Your password was changed",
     "new_device": "New sign-in to your account",
     "email_changed": "Your email address was changed",
+    "email_change_requested": "A change of your email address was requested",
+    "confirm_email_change": "Confirm your new email address",
 }
 
 
@@ -75,15 +78,20 @@ class SmtpBackend:
 
 
 class Mailer:
-    def __init__(self, settings: Settings, backend: EmailBackend | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: EmailBackend | None = None,
+        deferred: Deferred | None = None,
+    ) -> None:
         self.settings = settings
+        self.deferred = deferred or Deferred()
         self.backend = backend or self._default_backend(settings)
         self._templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html"]),
             keep_trailing_newline=True,
         )
-        self._pending: set[asyncio.Task[None]] = set()
 
     @staticmethod
     def _default_backend(settings: Settings) -> EmailBackend:
@@ -108,14 +116,13 @@ class Mailer:
         )
 
     def send_later(self, template: str, to: str, **context: object) -> None:
-        task = asyncio.create_task(self._deliver(self.render(template, to, **context)))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        email = self.render(template, to, **context)
+        self.deferred.run(f"{template} email", lambda: self._deliver(email))
 
     async def wait_idle(self) -> None:
-        """Wait for messages in flight (shutdown, tests)."""
-        while self._pending:
-            await asyncio.gather(*self._pending)
+        """Wait for messages in flight and the deferred work that may still send some
+        (shutdown, tests)."""
+        await self.deferred.wait_idle()
 
     async def _deliver(self, email: Email) -> None:
         try:

@@ -166,3 +166,11 @@ class UnsupportedMediaType(ServiceError):
     status_code = 415
     code = "unsupported_media_type"
     detail = "Send a JSON body with Content-Type: application/json"
+
+
+class PrivilegeEscalation(ServiceError):
+    """Granting, or acting on an account or role, beyond the permissions the actor holds."""
+
+    status_code = 403
+    code = "privilege_escalation"
+    detail = "This needs permissions you do not hold"

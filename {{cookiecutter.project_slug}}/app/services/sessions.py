@@ -69,11 +69,9 @@ class SessionService:
         )
         return result.first() is not None
 
-    def session_id_of(self, refresh_token: str) -> uuid.UUID:
-        try:
-            return self.ctx.tokens.decode(refresh_token, "refresh").session_id
-        except TokenError as exc:
-            raise InvalidToken("Invalid refresh token") from exc
+    async def ensure_live(self, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Raise unless the session can still be used (not revoked, expired or idle)."""
+        await self._usable_session(session_id, user_id)
 
     async def rotate(self, refresh_token: str, client: ClientInfo) -> IssuedTokens:
         """Trade a refresh token for its successor.

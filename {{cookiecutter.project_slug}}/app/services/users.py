@@ -69,9 +69,10 @@ async def roles_and_permissions(
 
 
 async def change_email(db: AsyncSession, user: User, new_email: str) -> bool:
-    """False when the address belongs to someone else. Unverified until confirmed again."""
+    """Switch to an address its emailed link just proved (so it is verified); False, and the
+    transaction rolled back, when it belongs to someone else by now."""
     user.email = normalize_email(new_email)
-    user.is_verified = False
+    user.is_verified = True
     return await _saved_unless_email_taken(db, user)
 
 

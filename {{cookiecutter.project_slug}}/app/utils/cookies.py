@@ -1,15 +1,54 @@
-"""The only place that sets or clears the auth cookies."""
+"""The only place that knows the auth cookies' names and sets or clears them.
 
+Everything else, tests included, asks `cookie_names(settings)`: the names depend on the
+settings, so no other module may spell them.
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from fastapi import Response
 
 from app.core.config import Settings
 
-ACCESS_COOKIE = "access_token"
-REFRESH_COOKIE = "refresh_token"
-CSRF_COOKIE = "csrf_token"
 REFRESH_COOKIE_PATH = "/api/v1/auth"
+
+
+@dataclass(frozen=True, slots=True)
+class CookieNames:
+    access: str
+    refresh: str
+    csrf: str
+
+    def all(self) -> tuple[str, str, str]:
+        return self.access, self.refresh, self.csrf
+
+
+def cookie_names(settings: Settings) -> CookieNames:
+    """The names the service sets and reads under these settings."""
+    return _names(settings.cookie_secure, settings.cookie_domain)
+
+
+@lru_cache(maxsize=8)  # read on every cookie-authenticated request
+def _names(secure: bool, domain: str | None) -> CookieNames:
+    """Prefixes browsers enforce, so a sibling subdomain cannot plant a cookie of that name.
+
+    `__Host-` needs Secure, Path=/ and no Domain. The refresh cookie keeps its narrow path (it
+    is sent to /api/v1/auth only), so it gets `__Secure-`: a tossed refresh cookie is useless
+    anyway, since a cookie refresh needs a CSRF token signed for that token's session, and the
+    CSRF cookie is `__Host-`. With COOKIE_DOMAIN every cookie is `__Secure-`; without Secure
+    no prefix is allowed.
+    """
+    if not secure:
+        host = refresh = ""
+    elif domain:
+        host = refresh = "__Secure-"
+    else:
+        host, refresh = "__Host-", "__Secure-"
+    return CookieNames(
+        access=f"{host}access_token", refresh=f"{refresh}refresh_token", csrf=f"{host}csrf_token"
+    )
 
 
 class BrowserTokens(Protocol):
@@ -19,13 +58,14 @@ class BrowserTokens(Protocol):
 
 
 def set_auth_cookies(response: Response, settings: Settings, tokens: BrowserTokens) -> None:
+    names = cookie_names(settings)
     common = {
         "secure": settings.cookie_secure,
         "samesite": settings.cookie_samesite,
         "domain": settings.cookie_domain,
     }
     response.set_cookie(
-        ACCESS_COOKIE,
+        names.access,
         tokens.access_token,
         max_age=settings.access_token_ttl_seconds,
         path="/",
@@ -33,35 +73,42 @@ def set_auth_cookies(response: Response, settings: Settings, tokens: BrowserToke
         **common,
     )
     response.set_cookie(
-        REFRESH_COOKIE,
+        names.refresh,
         tokens.refresh_token,
         max_age=settings.refresh_token_ttl_seconds,
         path=REFRESH_COOKIE_PATH,
         httponly=True,
         **common,
     )
+    set_csrf_cookie(response, settings, tokens.csrf_token)
+
+
+def set_csrf_cookie(response: Response, settings: Settings, csrf_token: str) -> None:
     # Readable by JavaScript on purpose: the frontend echoes it in the X-CSRF-Token header.
     response.set_cookie(
-        CSRF_COOKIE,
-        tokens.csrf_token,
+        cookie_names(settings).csrf,
+        csrf_token,
         max_age=settings.refresh_token_ttl_seconds,
         path="/",
         httponly=False,
-        **common,
+        secure=settings.cookie_secure,
+        samesite=settings.cookie_samesite,
+        domain=settings.cookie_domain,
     )
 
 
 def clear_auth_cookies(response: Response, settings: Settings) -> None:
+    names = cookie_names(settings)
     for name, path in (
-        (ACCESS_COOKIE, "/"),
-        (REFRESH_COOKIE, REFRESH_COOKIE_PATH),
-        (CSRF_COOKIE, "/"),
+        (names.access, "/"),
+        (names.refresh, REFRESH_COOKIE_PATH),
+        (names.csrf, "/"),
     ):
         response.delete_cookie(
             name,
             path=path,
             domain=settings.cookie_domain,
             secure=settings.cookie_secure,
-            httponly=name != CSRF_COOKIE,
+            httponly=name != names.csrf,
             samesite=settings.cookie_samesite,
         )

@@ -1,10 +1,18 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Cookie, Depends, Request, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 
-from app.api.deps import Auth, Client, Ctx, CurrentUser, Sessions, check_csrf
+from app.api.deps import (
+    AnySessionCredentials,
+    Auth,
+    Client,
+    CookieSession,
+    Ctx,
+    CurrentUser,
+    RefreshCredentials,
+    Sessions,
+)
 from app.api.routes import API_PREFIX
 from app.schemas.auth import (
     Accepted,
@@ -13,16 +21,16 @@ from app.schemas.auth import (
     EmailRequest,
     LoginRequest,
     LoginResponse,
-    RefreshRequest,
     RegisterRequest,
     ResetPasswordRequest,
     SessionRead,
+    TokenForm,
     TokenPair,
     VerifyEmailRequest,
 )
 from app.schemas.errors import ERROR_RESPONSES
-from app.services.errors import NotAuthenticated, UnsupportedMediaType
-from app.utils.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
+from app.services.errors import UnsupportedMediaType
+from app.utils.cookies import clear_auth_cookies, set_auth_cookies, set_csrf_cookie
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
@@ -66,9 +74,7 @@ async def login(
 
 
 @router.post("/token")
-async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: Auth, client: Client
-) -> TokenPair:
+async def token(form: Annotated[TokenForm, Form()], auth: Auth, client: Client) -> TokenPair:
     """OAuth2 password flow for API clients and the /docs Authorize button."""
     _user, tokens = await auth.login(form.username, form.password, client)
     return TokenPair(access_token=tokens.access_token, refresh_token=tokens.refresh_token)
@@ -76,34 +82,46 @@ async def token(
 
 @router.post("/refresh", response_model=TokenPair | CsrfToken)
 async def refresh(
-    request: Request,
+    credentials: RefreshCredentials,
     sessions: Sessions,
     client: Client,
     ctx: Ctx,
     response: Response,
-    body: RefreshRequest | None = None,
-    refresh_cookie: Annotated[str | None, Cookie(alias=REFRESH_COOKIE)] = None,
 ) -> TokenPair | CsrfToken:
     """Rotate the refresh token. API clients send it in the body and get a new pair;
     browsers send the cookie plus the X-CSRF-Token header and get new cookies."""
-    if body is not None and body.refresh_token:
-        tokens = await sessions.rotate(body.refresh_token, client)
+    tokens = await sessions.rotate(credentials.token, client)
+    if not credentials.from_cookie:
         return TokenPair(access_token=tokens.access_token, refresh_token=tokens.refresh_token)
-    if not refresh_cookie:
-        raise NotAuthenticated("No refresh token")
-    session_id = sessions.session_id_of(refresh_cookie)
-    check_csrf(request, ctx, str(session_id))
-    tokens = await sessions.rotate(refresh_cookie, client)
     set_auth_cookies(response, ctx.settings, tokens)
     return CsrfToken(csrf_token=tokens.csrf_token)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    openapi_extra={"security": [{"AccessToken": []}]},  # /docs sends its bearer token here too
+)
 async def logout(
-    principal: CurrentUser, auth: Auth, client: Client, ctx: Ctx, response: Response
+    credentials: AnySessionCredentials, auth: Auth, client: Client, ctx: Ctx, response: Response
 ) -> None:
-    await auth.logout(principal.session_id, client)
+    """Ends this session. Any of its tokens will do (the refresh token once the access token
+    has expired), and the cookies are cleared even when the session had already ended."""
+    await auth.logout(credentials.claims.session_id, client)
     clear_auth_cookies(response, ctx.settings)
+
+
+@router.get("/csrf")
+async def csrf_token(
+    credentials: CookieSession, sessions: Sessions, ctx: Ctx, response: Response
+) -> CsrfToken:
+    """A CSRF token for this browser's session, also set as the cookie: a reloaded page that
+    lost the token it kept gets one back."""
+    claims = credentials.claims
+    await sessions.ensure_live(claims.session_id, claims.user_id)
+    token = ctx.csrf.issue(str(claims.session_id))
+    set_csrf_cookie(response, ctx.settings, token)
+    return CsrfToken(csrf_token=token)
 
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)

@@ -17,7 +17,10 @@ async def read_me(user: CurrentUser) -> UserRead:
 
 @router.patch("/me")
 async def update_me(body: UserUpdate, user: CurrentUser, auth: Auth, client: Client) -> UserRead:
-    """Change the account's email (needs the current password and a new verification).
+    """Ask to change the account's email (needs the current password).
 
-    Roles, activity and verification state are not writable here."""
+    Answers 200 with the account as it is, old address included, whether the new address is
+    free or taken: the answer does not reveal which. A free address gets a confirmation link
+    (`POST /auth/verify-email` makes the change); the old address is told and keeps working
+    until then. Roles, activity and verification state are not writable here."""
     return await auth.change_email(user, body.email, body.current_password, client)

@@ -1,0 +1,25 @@
+"""Brackets each HTTP request so that work handed over during it starts after the response.
+
+A plain ASGI middleware: the server has the last byte of the answer when the app returns, and
+only then is the held work released (see app/services/deferred.py).
+"""
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class AfterResponseMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, hold: Callable[[], AbstractAsyncContextManager[None]]
+    ) -> None:
+        self.app = app
+        self.hold = hold
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        async with self.hold():
+            await self.app(scope, receive, send)

@@ -1,0 +1,656 @@
+"""Attacks on input bounds (SPEC §11): oversized bodies, malformed Unicode, echoed passwords,
+out-of-range pagination, unnormalised and predictable passwords.
+
+The walkers read the app's own OpenAPI schema, so a route or field added later is attacked too.
+"""
+
+import asyncio
+import json
+import logging
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from app.core.passwords import password_problem
+from tests.conftest import BROWSER, PASSWORD, count_calls, create_user, login, make_settings
+from tests.test_admin import grant_role
+
+# A password that must never come back in a response or appear in a log.
+SECRET = "tangerine-otter-kettle-9413"
+MARKER = "ATTACK-MARKER"
+# Raw JSON text, spliced into the body: json.dumps would write a lone surrogate the same way.
+ATTACKS = {
+    "lone-surrogate": '"\\ud800"',
+    "lone-surrogate-inside": '"abc\\udfffdef@example.com"',
+    "nul": '"abc\\u0000def"',
+    "long": json.dumps("x" * 10_000),
+    "huge-integer": str(2**64),
+}
+OUT_OF_RANGE = ["-1", str(2**63), str(10**30), "abc", "1e3", ""]
+MIB = 1024 * 1024
+
+
+def no_limits():
+    return make_settings(rate_limit_enabled=False)
+
+
+def resolve(schema: dict[str, Any], openapi: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = openapi["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def alternatives(schema: dict[str, Any], openapi: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every concrete schema a value may follow (anyOf/oneOf/allOf flattened)."""
+    schema = resolve(schema, openapi)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            return [alt for sub in schema[key] for alt in alternatives(sub, openapi)]
+    return [schema]
+
+
+def sample(name: str, schema: dict[str, Any], openapi: dict[str, Any]) -> object:
+    """A plausible valid value, so that only the attacked field is wrong."""
+    kinds = alternatives(schema, openapi)
+    types = {kind.get("type") for kind in kinds}
+    if "string" in types:
+        if any(kind.get("format") == "email" for kind in kinds) or name == "email":
+            return "alice@example.com"
+        return SECRET if "password" in name else "placeholder"
+    if "boolean" in types:
+        return True
+    if "array" in types:
+        return []
+    if "integer" in types:
+        return 1
+    return None
+
+
+def is_string_field(schema: dict[str, Any], openapi: dict[str, Any]) -> tuple[bool, bool]:
+    """(takes a string, takes a list of strings)."""
+    kinds = alternatives(schema, openapi)
+    string = any(kind.get("type") == "string" for kind in kinds)
+    listed = any(
+        kind.get("type") == "array"
+        and any(item.get("type") == "string" for item in alternatives(kind["items"], openapi))
+        for kind in kinds
+        if "items" in kind
+    )
+    return string, listed
+
+
+def json_body_cases(app: FastAPI) -> list[tuple[str, str, str, str]]:
+    """(method, path, body with MARKER for one field, field name) for every JSON route."""
+    openapi = app.openapi()
+    cases = []
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" not in content:
+                continue
+            model = next(
+                kind
+                for kind in alternatives(content["application/json"]["schema"], openapi)
+                if kind.get("type") == "object"
+            )
+            properties = model.get("properties", {})
+            base = {name: sample(name, prop, openapi) for name, prop in properties.items()}
+            for name, prop in properties.items():
+                string, listed = is_string_field(prop, openapi)
+                attacked = dict(base, **{name: [MARKER] if listed and not string else MARKER})
+                body = json.dumps(attacked)
+                cases.append((method.upper(), path, body, name))
+    assert len({case[1] for case in cases}) >= 10, "the walker found too few JSON routes"
+    return cases
+
+
+def concrete_path(path: str) -> str:
+    """Path parameters are UUIDs in this API; any well-formed one reaches validation."""
+    parts = path.split("/")
+    return "/".join(str(uuid.uuid4()) if part.startswith("{") else part for part in parts)
+
+
+async def bearer_admin(app: FastAPI, client: AsyncClient) -> dict[str, str]:
+    """An admin holding every permission, authenticating with a bearer token (no CSRF)."""
+    root = await create_user(app, "root@example.com")
+    await grant_role(app, root, "admin")
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": "root@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def assert_refused_quietly(response, *extra_secrets: str) -> None:
+    """A 4xx with a detail; nothing the caller sent as a password comes back."""
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    assert "detail" in response.json()
+    for secret in (SECRET, *extra_secrets):
+        assert secret not in response.text
+
+
+# --- malformed and oversized values in every field -----------------------------------------
+
+
+class TestEveryJsonField:
+    @pytest.fixture
+    def settings(self):
+        return no_limits()
+
+    @pytest.mark.parametrize("attack", ATTACKS)
+    async def test_every_string_field_refuses_malformed_or_oversized_values_with_422(
+        self, app, client, attack
+    ):
+        headers = await bearer_admin(app, client)
+        failures = []
+        for method, path, body, field in json_body_cases(app):
+            content = body.replace(json.dumps(MARKER), ATTACKS[attack])
+            response = await client.request(
+                method,
+                concrete_path(path),
+                content=content.encode(),
+                headers={**headers, "Content-Type": "application/json"},
+            )
+            if response.status_code != 422 or SECRET in response.text or "x" * 100 in response.text:
+                failures.append((method, path, field, response.status_code, response.text[:120]))
+                continue
+            assert response.json()["code"] == "validation_failed"
+        assert failures == []
+
+    async def test_the_service_still_works_after_the_walk(self, app, client):
+        headers = await bearer_admin(app, client)
+        for method, path, body, _field in json_body_cases(app):
+            content = body.replace(json.dumps(MARKER), ATTACKS["lone-surrogate"])
+            await client.request(
+                method,
+                concrete_path(path),
+                content=content.encode(),
+                headers={**headers, "Content-Type": "application/json"},
+            )
+        assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
+
+
+class TestTokenForm:
+    @pytest.fixture
+    def settings(self):
+        return no_limits()
+
+    @pytest.mark.parametrize(
+        "field", ["username", "password", "grant_type", "scope", "client_id", "client_secret"]
+    )
+    @pytest.mark.parametrize(
+        "value",
+        ["%ED%A0%80", "abc%00def", "x" * 10_000, str(2**64)],
+        ids=["surrogate-bytes", "nul", "long", "huge-integer"],
+    )
+    async def test_token_form_fields_are_bounded_and_well_formed(self, client, alice, field, value):
+        fields = {"username": "alice@example.com", "password": SECRET, "grant_type": "password"}
+        fields[field] = value
+        body = "&".join(f"{name}={text}" for name, text in fields.items())
+        response = await client.post(
+            "/api/v1/auth/token",
+            content=body.encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert_refused_quietly(response, "x" * 100)
+
+    @pytest.mark.parametrize("field", ["username", "password"])
+    async def test_an_oversized_token_username_or_password_is_refused_before_any_limiter_or_hash(
+        self, app, client, monkeypatch, field
+    ):
+        limiter_hits = count_calls(monkeypatch, type(app.state.context.limiter), "hit")
+        hashes = count_calls(monkeypatch, type(app.state.context.passwords), "verify_dummy")
+        fields = {"username": "someone@example.com", "password": SECRET}
+        fields[field] = "a" * 300 + ("@example.com" if field == "username" else "")
+        response = await client.post("/api/v1/auth/token", data=fields)
+        assert response.status_code == 422
+        assert response.json()["code"] == "validation_failed"
+        assert limiter_hits == [] and hashes == []
+
+    async def test_token_username_is_the_same_normalised_email_as_login(self, client, alice):
+        response = await client.post(
+            "/api/v1/auth/token", data={"username": "  ALICE@Example.com ", "password": PASSWORD}
+        )
+        assert response.status_code == 200
+
+    async def test_the_docs_authorize_button_still_points_at_the_token_form(self, app):
+        schemes = app.openapi()["components"]["securitySchemes"]
+        flows = [scheme["flows"] for scheme in schemes.values() if scheme["type"] == "oauth2"]
+        assert flows and flows[0]["password"]["tokenUrl"] == "/api/v1/auth/token"
+        form = app.openapi()["paths"]["/api/v1/auth/token"]["post"]["requestBody"]["content"]
+        assert "application/x-www-form-urlencoded" in form
+
+
+class TestPagination:
+    @pytest.fixture
+    def settings(self):
+        return no_limits()
+
+    def paginated_routes(self, app: FastAPI) -> list[tuple[str, str]]:
+        routes = [
+            (path, param["name"])
+            for path, operations in app.openapi()["paths"].items()
+            for operation in operations.values()
+            for param in operation.get("parameters", [])
+            if param["in"] == "query" and param["name"] in {"offset", "limit", "cursor", "page"}
+        ]
+        assert ("/api/v1/admin/users", "offset") in routes
+        return routes
+
+    @pytest.mark.parametrize("value", OUT_OF_RANGE)
+    async def test_out_of_range_pagination_is_a_4xx_on_every_paginated_route(
+        self, app, client, value
+    ):
+        headers = await bearer_admin(app, client)
+        for path, name in self.paginated_routes(app):
+            response = await client.get(path, params={name: value}, headers=headers)
+            assert response.status_code == 422, (path, name, value, response.text[:200])
+            assert response.json()["code"] == "validation_failed"
+
+    async def test_the_largest_allowed_offset_answers_an_empty_page(self, app, client):
+        from app.api.routes.admin import MAX_OFFSET
+
+        headers = await bearer_admin(app, client)
+        response = await client.get(
+            "/api/v1/admin/users", params={"offset": MAX_OFFSET}, headers=headers
+        )
+        assert response.status_code == 200
+        assert response.json()["items"] == []
+
+
+# --- bodies over the size limit ------------------------------------------------------------
+
+
+class CountingApp:
+    """Wraps the app and counts the body bytes its receive() pulled from the client."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.delivered = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def counting_receive():
+            message = await receive()
+            self.delivered += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+@pytest.fixture
+async def counted(app, outbox) -> AsyncIterator[tuple[AsyncClient, CountingApp]]:
+    wrapper = CountingApp(app)
+    async with AsyncClient(
+        transport=ASGITransport(app=wrapper),  # type: ignore[arg-type]
+        base_url="https://testserver",
+        headers={"User-Agent": BROWSER},
+    ) as http:
+        yield http, wrapper
+
+
+def ten_mib_of_json() -> bytes:
+    return json.dumps({"email": "a@example.com", "password": "p" * (10 * MIB)}).encode()
+
+
+async def chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    sent = 0
+    while sent < total:
+        yield b"x" * size
+        sent += size
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/register", "/api/v1/auth/token"])
+async def test_a_10_mib_body_with_content_length_is_refused_before_it_is_read(counted, alice, path):
+    http, wrapper = counted
+    response = await http.post(
+        path, content=ten_mib_of_json(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+    assert wrapper.delivered == 0
+    assert len(response.content) < 1024
+    assert response.headers["x-content-type-options"] == "nosniff"
+    await login(http)  # the service is still usable
+
+
+async def test_a_10_mib_chunked_body_without_content_length_is_cut_off_at_the_limit(
+    counted, app, alice
+):
+    http, wrapper = counted
+    response = await http.post(
+        "/api/v1/auth/register",
+        content=chunks(10 * MIB),
+        headers={"Content-Type": "application/json"},
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+    limit = app.state.settings.max_request_body_bytes
+    assert wrapper.delivered <= limit + 64 * 1024
+    await login(http)
+
+
+async def test_a_lying_small_content_length_cannot_smuggle_a_big_body(app):
+    limit = app.state.settings.max_request_body_bytes
+
+    async def send_lie(scope, receive, send):
+        async def big_receive():
+            return {"type": "http.request", "body": b"x" * (limit * 4), "more_body": False}
+
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        scope = dict(scope, headers=[*headers, (b"content-length", b"10")])
+        await app(scope, big_receive, send)
+
+    async with AsyncClient(
+        transport=ASGITransport(app=send_lie),  # type: ignore[arg-type]
+        base_url="https://testserver",
+    ) as liar:
+        response = await liar.post("/api/v1/auth/register", content=b"{}")
+    assert response.status_code == 413
+
+
+async def test_a_body_within_the_limit_is_served(client):
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "ok@example.com", "password": "w" * 10}
+    )
+    assert response.status_code == 400  # reached the password policy
+
+
+class TestConfiguredLimit:
+    @pytest.fixture
+    def settings(self):
+        return make_settings(max_request_body_bytes=2048)
+
+    async def test_the_body_limit_follows_the_setting(self, client, alice):
+        big = {"email": "alice@example.com", "password": "p" * 3000}
+        assert (await client.post("/api/v1/auth/login", json=big)).status_code == 413
+        small = {"email": "alice@example.com", "password": PASSWORD}
+        assert (await client.post("/api/v1/auth/login", json=small)).status_code == 200
+
+
+# --- what 422s and logs say --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"email": "alice@example.com", "password": SECRET * 50}, id="too-long"),
+        pytest.param({"email": "not-an-email", "password": SECRET}, id="bad-email"),
+        pytest.param({"email": "alice@example.com", "password": [SECRET]}, id="wrong-type"),
+        pytest.param({"email": "alice@example.com", "password": SECRET + "\x00"}, id="nul"),
+    ],
+)
+async def test_a_422_never_echoes_what_was_submitted(client, body):
+    response = await client.post("/api/v1/auth/register", json=body)
+    assert response.status_code == 422
+    payload = response.json()
+    assert payload["code"] == "validation_failed"
+    assert isinstance(payload["detail"], list) and payload["detail"]
+    for error in payload["detail"]:
+        assert {"loc", "msg", "type"} <= error.keys()
+        assert "input" not in error
+    assert SECRET not in response.text
+
+
+async def test_an_unknown_field_holding_a_password_is_not_echoed(signed_in):
+    response = await signed_in.patch(
+        "/api/v1/users/me",
+        json={"email": "alice@example.com", "current_password": PASSWORD, "password": SECRET},
+    )
+    assert response.status_code == 422
+    assert SECRET not in response.text and PASSWORD not in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/auth/login", '{"email": "alice@example.com", "password": "%s\\ud800"}'),
+        ("/api/v1/auth/login", '{"email": "ali\\ud800ce@example.com", "password": "%s"}'),
+        ("/api/v1/auth/register", '{"email": "alice@example.com", "password": "%s\\udc00x"}'),
+    ],
+)
+async def test_a_lone_surrogate_logs_no_traceback_and_no_password(
+    client, alice, caplog, path, body
+):
+    caplog.set_level(logging.DEBUG)
+    response = await client.post(
+        path, content=(body % SECRET).encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert SECRET not in response.text
+    assert "Traceback" not in caplog.text
+    assert not [record for record in caplog.records if record.exc_info]
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a" * 65 + "@example.com",
+        "a@" + "b" * 250 + ".com",
+        "a\x00b@example.com",
+        "a\ud800@example.com",
+    ],
+    ids=["local-part-65", "total-over-254", "nul", "surrogate"],
+)
+async def test_emails_are_bounded_everywhere(client, email):
+    for path, body in (
+        ("/api/v1/auth/register", {"email": email, "password": SECRET}),
+        ("/api/v1/auth/login", {"email": email, "password": SECRET}),
+        ("/api/v1/auth/password/forgot", {"email": email}),
+        ("/api/v1/auth/verify-email/resend", {"email": email}),
+    ):
+        content = json.dumps(body).encode()
+        response = await client.post(
+            path, content=content, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, (path, response.text[:200])
+
+
+async def test_the_longest_allowed_email_is_accepted(client, outbox, app):
+    email = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".com"
+    assert len(email) == 254
+    response = await client.post("/api/v1/auth/register", json={"email": email, "password": SECRET})
+    assert response.status_code == 202
+
+
+async def test_a_password_of_129_code_points_is_refused_before_any_hash(
+    client, app, alice, monkeypatch
+):
+    hashes = count_calls(monkeypatch, type(app.state.context.passwords), "verify")
+    dummies = count_calls(monkeypatch, type(app.state.context.passwords), "verify_dummy")
+    response = await client.post(
+        "/api/v1/auth/login", json={"email": "alice@example.com", "password": "é" * 129}
+    )
+    assert response.status_code == 422
+    assert hashes == [] and dummies == []
+
+
+# --- NFKC ----------------------------------------------------------------------------------------
+
+COMPOSED = unicodedata.normalize("NFC", "Ångström café naïve señor")
+DECOMPOSED = unicodedata.normalize("NFD", COMPOSED)
+
+
+def fullwidth(text: str) -> str:
+    return "".join(chr(ord(char) + 0xFEE0) for char in text)
+
+
+FULLWIDTH = "\ufb01sh \ufb01nd otter river " + fullwidth("1234")  # the ligature "fi" too
+COMPATIBLE = "fish find otter river 1234"
+
+
+def link_token(message) -> str:
+    link = next(word for word in message.text.split() if "token=" in word)
+    return parse_qs(urlparse(link).query)["token"][0]
+
+
+async def register_and_verify(client, app, outbox, email: str, password: str) -> None:
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password}
+    )
+    assert response.status_code == 202, response.text
+    await app.state.context.mailer.wait_idle()
+    token = link_token(outbox.to(email, "Confirm")[0])
+    assert (
+        await client.post("/api/v1/auth/verify-email", json={"token": token})
+    ).status_code == 200
+
+
+async def sign_in(client, email: str, password: str):
+    return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+@pytest.mark.parametrize(
+    ("registered", "typed"),
+    [
+        (COMPOSED, DECOMPOSED),
+        (DECOMPOSED, COMPOSED),
+        (FULLWIDTH, COMPATIBLE),
+        (COMPATIBLE, FULLWIDTH),
+    ],
+    ids=["nfc-then-nfd", "nfd-then-nfc", "compat-then-plain", "plain-then-compat"],
+)
+async def test_a_password_typed_in_another_unicode_form_signs_in(
+    client, app, outbox, registered, typed
+):
+    assert registered != typed
+    await register_and_verify(client, app, outbox, "uni@example.com", registered)
+    assert (await sign_in(client, "uni@example.com", typed)).status_code == 200
+    token = await client.post(
+        "/api/v1/auth/token", data={"username": "uni@example.com", "password": typed}
+    )
+    assert token.status_code == 200
+
+
+async def test_a_changed_password_is_normalised_too(signed_in):
+    response = await signed_in.post(
+        "/api/v1/auth/password/change",
+        json={"current_password": PASSWORD, "new_password": DECOMPOSED},
+    )
+    assert response.status_code == 204
+    assert (await sign_in(signed_in, "alice@example.com", COMPOSED)).status_code == 200
+    again = await signed_in.post(
+        "/api/v1/auth/password/change",
+        json={"current_password": DECOMPOSED, "new_password": FULLWIDTH},
+        headers={"X-CSRF-Token": (await login(signed_in, password=COMPOSED)).json()["csrf_token"]},
+    )
+    assert again.status_code == 204, again.text
+    assert (await sign_in(signed_in, "alice@example.com", COMPATIBLE)).status_code == 200
+
+
+async def test_a_reset_password_is_normalised_too(client, app, alice, outbox):
+    await client.post("/api/v1/auth/password/forgot", json={"email": "alice@example.com"})
+    await app.state.context.mailer.wait_idle()
+    token = link_token(outbox.to("alice@example.com", "Reset")[0])
+    response = await client.post(
+        "/api/v1/auth/password/reset", json={"token": token, "new_password": FULLWIDTH}
+    )
+    assert response.status_code == 200
+    assert (await sign_in(client, "alice@example.com", COMPATIBLE)).status_code == 200
+
+
+async def test_the_policy_judges_the_normalised_password(client):
+    fullwidth_sequence = fullwidth("123456789012345")
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "fw@example.com", "password": fullwidth_sequence}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "password_rejected"
+
+
+def test_the_cli_reads_passwords_in_the_same_form(monkeypatch):
+    from app.cli import read_password
+
+    monkeypatch.setenv("ADMIN_PASSWORD", FULLWIDTH)
+    assert read_password("ops@example.com") == COMPATIBLE
+    monkeypatch.setenv("ADMIN_PASSWORD", DECOMPOSED)
+    assert read_password("ops@example.com") == COMPOSED
+
+
+# --- predictable passwords of any allowed length --------------------------------------------
+
+PREDICTABLE = {
+    "repeated": [
+        "aaaaaaaaaaaaaaa",
+        "passwordpassword",
+        "abcabcabcabcabcabc",
+        "Ab1!Ab1!Ab1!Ab1!",
+        "dragondragondragon",
+        "🔑🔑🔑🔑🔑🔑🔑🔑🔑🔑🔑🔑🔑🔑🔑",
+    ],
+    "sequence": [
+        "123456789012345",
+        "987654321098765",
+        "abcdefghijklmnop",
+        "zyxwvutsrqponmlk",
+        "abcdefgh12345678",
+        "13579135791357913",
+    ],
+    "keyboard": [
+        "qwertyuiopasdfghjkl",
+        "1qaz2wsx3edc4rfv",
+        "asdfghjkl;'qwertyuiop",
+        "poiuytrewqlkjhgfdsa",
+        "qwerty123456qwerty",
+    ],
+    "common-with-additions": [
+        "password12345678",
+        "iloveyou20242024",
+        "!!!!sunshine!!!!",
+        "football1234567890",
+        "Monkey123456789!",
+    ],
+}
+PASSPHRASES = [
+    PASSWORD,
+    "a much better passphrase 2026",
+    "tangerine-otter-kettle-9413",
+    "Ångström café naïve señor",
+    "my cat likes abc and 123 best",
+    "🔑🐍🌍🎲🚀🧩🎸🍀🦉🌙⚓🎯🧭🔔🪁",
+]
+
+
+@pytest.mark.parametrize(
+    "password", [pw for group in PREDICTABLE.values() for pw in group], ids=lambda pw: pw[:20]
+)
+def test_predictable_passwords_of_the_allowed_length_are_refused_with_a_reason(password):
+    assert len(password) >= 15
+    problem = password_problem(password, "someone@example.com", 15)
+    assert problem is not None
+    assert "15 characters" not in problem
+
+
+@pytest.mark.parametrize("password", PASSPHRASES, ids=lambda pw: pw[:20])
+def test_real_passphrases_still_pass(password):
+    assert password_problem(password, "someone@example.com", 15) is None
+
+
+@pytest.mark.parametrize("password", ["123456789012345", "aaaaaaaaaaaaaaa", "passwordpassword"])
+async def test_the_reported_long_blocklist_gaps_are_refused_at_registration(client, password):
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "gap@example.com", "password": password}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "password_rejected"
+
+
+async def test_concurrent_hostile_logins_leave_the_service_answering(client, alice):
+    body = '{"email": "alice@example.com", "password": "\\ud800"}'
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/api/v1/auth/login", content=body, headers={"Content-Type": "application/json"}
+            )
+            for _ in range(50)
+        )
+    )
+    assert {response.status_code for response in responses} == {422}
+    await login(client)
