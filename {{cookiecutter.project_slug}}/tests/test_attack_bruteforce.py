@@ -178,6 +178,32 @@ class TestBurstOfGuesses:
         assert [r.status_code for r in responses] == [401] * LIMIT
 
 
+class TestGuessesThroughAnEmailChange:
+    @pytest.fixture
+    def settings(self):
+        # the email-change limit is looser here, so that the account limit is the one tested
+        return make_settings(
+            rate_limit_login_account=f"{LIMIT} per 15 minutes", rate_limit_email_change="1000/hour"
+        )
+
+    async def test_guesses_through_an_email_change_share_the_accounts_failure_budget(
+        self, app, signed_in, verifications
+    ):
+        """PATCH /users/me asks for the current password too: it is one more way to guess it,
+        so its failures count against the same per-account limit as login."""
+        verifications.clear()
+
+        async def guess(password: str) -> Response:
+            body = {"email": "new@example.com", "current_password": password}
+            return await signed_in.patch("/api/v1/users/me", json=body)
+
+        responses = await asyncio.gather(*(guess(WRONG) for _ in range(BURST)))
+        assert len(verifications) <= LIMIT
+        assert {r.status_code for r in responses} <= {400, 429}
+        async with from_address(app, address(0)) as http:
+            assert_limited(await login_with(PASSWORD)(http))
+
+
 class TestLimiterKeys:
     """What reaches memory or Redis is a fixed-size digest, never the identifier itself."""
 

@@ -228,7 +228,12 @@ class AuthService:
         user = await self._user_of(principal)
         new_email = users.normalize_email(new_email)
         await self.ctx.limiter.hit(self.ctx.limits.email_change, str(user.id))
-        if not await self.ctx.passwords.verify(user.password_hash, current_password):
+
+        async def verify() -> bool:
+            return await self.ctx.passwords.verify(user.password_hash, current_password)
+
+        # A guess of the current password here counts like a failed sign-in.
+        if not await self.ctx.limiter.attempt(self.ctx.limits.login_account, user.email, verify):
             raise WrongPassword()
         if new_email != user.email:
             user_id = user.id
