@@ -14,11 +14,13 @@ COMMON = {
     ".github/workflows/ci.yml",
     ".gitignore",
     ".pre-commit-config.yaml",
+    ".python-version",
     "Makefile",
     "README.md",
     "alembic.ini",
     "env.example",
     "pyproject.toml",
+    "uv.lock",  # the variant's lock, put in place by the post-gen hook
     "scripts/start.sh",
     # migrations
     "alembic/env.py",

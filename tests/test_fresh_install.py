@@ -2,19 +2,19 @@
 
 The other tests share one environment holding every variant's dependencies, where a
 dependency missing from the generated pyproject.toml would go unnoticed; this one would not.
-It follows the generated README: `make install` (python3 -m venv .venv, then
-.venv/bin/pip install -e ".[dev]") and `make test` (.venv/bin/pytest); pip uses the
-machine's package index.
+It follows the generated README: `make install` (`uv sync --locked`: the committed lock)
+and `make test` (.venv/bin/pytest).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from support import clean_env, output_of, pytest_summary, run
+from support import clean_env, output_of, pytest_summary, run, tool
 
 
 @pytest.mark.slow
@@ -25,12 +25,13 @@ def test_default_project_installs_with_readme_commands_and_passes(bake, tmp_path
     assert "make install" in readme, "README's install command changed"
     assert "make test" in readme, "README's test command changed"
     makefile = (project / "Makefile").read_text()
-    assert "-m venv $(VENV)" in makefile
-    assert 'pip install -e ".[dev]"' in makefile
+    assert "uv sync --locked" in makefile
+    assert "pip install -e . --group dev" in makefile
 
     # Nothing of the shared test environment on PATH: only the system and the new .venv.
-    env = clean_env(PIP_DISABLE_PIP_VERSION_CHECK="1")
-    env["PATH"] = os.environ.get("PATH", "")
+    env = clean_env(PIP_DISABLE_PIP_VERSION_CHECK="1", UV_PYTHON=sys.executable,
+                    UV_PYTHON_DOWNLOADS="never")  # fmt: skip
+    env["PATH"] = os.pathsep.join([str(Path(tool("uv")).parent), os.environ.get("PATH", "")])
 
     installed = run(["make", "install"], cwd=project, env=env, timeout=1200)
     assert installed.returncode == 0, output_of(installed)
