@@ -100,6 +100,7 @@ COMMON = {
     "tests/__init__.py",
     "tests/conftest.py",
     "tests/test_admin.py",
+    "tests/test_attack_bruteforce.py",
     "tests/test_attack_input.py",
     "tests/test_attack_privileges.py",
     "tests/test_attack_proxy.py",
