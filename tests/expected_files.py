@@ -38,6 +38,7 @@ COMMON = {
     "app/core/__init__.py",
     "app/core/after_response.py",
     "app/core/body_limit.py",
+    "app/core/clock.py",
     "app/core/config.py",
     "app/core/headers.py",
     "app/core/logging.py",
@@ -99,6 +100,7 @@ COMMON = {
     # the project's own tests
     "tests/__init__.py",
     "tests/conftest.py",
+    "tests/helpers.py",
     "tests/test_admin.py",
     "tests/test_attack_bruteforce.py",
     "tests/test_attack_input.py",

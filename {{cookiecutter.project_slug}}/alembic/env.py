@@ -41,8 +41,14 @@ def configure(connection: Connection | None = None, **kwargs: object) -> None:
     )
 
 
+def database_url() -> str:
+    """The URL a caller handed over (tests: `Config.attributes`), else the service's settings."""
+    url = config.attributes.get("database_url")
+    return url if isinstance(url, str) else settings_or_exit().database_url
+
+
 def run_migrations_offline() -> None:
-    configure(url=settings_or_exit().database_url, literal_binds=True)
+    configure(url=database_url(), literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -54,7 +60,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    url = settings_or_exit().database_url
+    url = database_url()
     create_private_sqlite_file(url)
     engine = create_async_engine(url)
     async with engine.connect() as connection:

@@ -1,4 +1,4 @@
-"""The application factory. `app = create_app(...)` is what uvicorn and gunicorn serve."""
+"""The application factory, and `app.main:app`: what uvicorn and gunicorn serve."""
 
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -147,4 +147,10 @@ async def unhandled_error_handler(request: Request, exc: Exception) -> JSONRespo
     return error_response(500, "Internal Server Error", "internal_error")
 
 
-app = create_app(settings_or_exit())
+def __getattr__(name: str) -> FastAPI:
+    """`app`, built on first use from the process's settings (PEP 562): importing this module,
+    as tests and tools do, reads no environment and opens no database."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    application = globals()["app"] = create_app(settings_or_exit())
+    return application

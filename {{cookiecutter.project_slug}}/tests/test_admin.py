@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from app.models import AuditEvent, DeviceSession, Role, User, UserRole
 from app.schemas.user import UserRead
-from tests.conftest import browser, create_user, login
+from tests.helpers import browser, create_user, login
 
 ALL_PERMISSIONS = [
     "roles:read",

@@ -11,14 +11,27 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import ASGITransport, AsyncClient, Response
+from starlette.types import Message, Receive, Scope, Send
 
+from app.core.config import Settings
 from app.core.passwords import password_problem
-from tests.conftest import BROWSER, PASSWORD, count_calls, create_user, login, make_settings
+from app.models import User
+from tests.helpers import (
+    BROWSER,
+    PASSWORD,
+    Outbox,
+    api_tokens,
+    bearer,
+    count_calls,
+    create_user,
+    link_token,
+    login,
+    make_settings,
+)
 from tests.test_admin import grant_role
 
 # A password that must never come back in a response or appear in a log.
@@ -36,7 +49,7 @@ OUT_OF_RANGE = ["-1", str(2**63), str(10**30), "abc", "1e3", ""]
 MIB = 1024 * 1024
 
 
-def no_limits():
+def no_limits() -> Settings:
     return make_settings(rate_limit_enabled=False)
 
 
@@ -120,14 +133,10 @@ async def bearer_admin(app: FastAPI, client: AsyncClient) -> dict[str, str]:
     """An admin holding every permission, authenticating with a bearer token (no CSRF)."""
     root = await create_user(app, "root@example.com")
     await grant_role(app, root, "admin")
-    response = await client.post(
-        "/api/v1/auth/token", data={"username": "root@example.com", "password": PASSWORD}
-    )
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+    return bearer((await api_tokens(client, "root@example.com"))["access_token"])
 
 
-def assert_refused_quietly(response, *extra_secrets: str) -> None:
+def assert_refused_quietly(response: Response, *extra_secrets: str) -> None:
     """A 4xx with a detail; nothing the caller sent as a password comes back."""
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
     assert "detail" in response.json()
@@ -140,13 +149,13 @@ def assert_refused_quietly(response, *extra_secrets: str) -> None:
 
 class TestEveryJsonField:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return no_limits()
 
     @pytest.mark.parametrize("attack", ATTACKS)
     async def test_every_string_field_refuses_malformed_or_oversized_values_with_422(
-        self, app, client, attack
-    ):
+        self, app: FastAPI, client: AsyncClient, attack: str
+    ) -> None:
         headers = await bearer_admin(app, client)
         failures = []
         for method, path, body, field in json_body_cases(app):
@@ -163,7 +172,9 @@ class TestEveryJsonField:
             assert response.json()["code"] == "validation_failed"
         assert failures == []
 
-    async def test_the_service_still_works_after_the_walk(self, app, client):
+    async def test_the_service_still_works_after_the_walk(
+        self, app: FastAPI, client: AsyncClient
+    ) -> None:
         headers = await bearer_admin(app, client)
         for method, path, body, _field in json_body_cases(app):
             content = body.replace(json.dumps(MARKER), ATTACKS["lone-surrogate"])
@@ -178,7 +189,7 @@ class TestEveryJsonField:
 
 class TestTokenForm:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return no_limits()
 
     @pytest.mark.parametrize(
@@ -189,7 +200,9 @@ class TestTokenForm:
         ["%ED%A0%80", "abc%00def", "x" * 10_000, str(2**64)],
         ids=["surrogate-bytes", "nul", "long", "huge-integer"],
     )
-    async def test_token_form_fields_are_bounded_and_well_formed(self, client, alice, field, value):
+    async def test_token_form_fields_are_bounded_and_well_formed(
+        self, client: AsyncClient, alice: User, field: str, value: str
+    ) -> None:
         fields = {"username": "alice@example.com", "password": SECRET, "grant_type": "password"}
         fields[field] = value
         body = "&".join(f"{name}={text}" for name, text in fields.items())
@@ -202,8 +215,8 @@ class TestTokenForm:
 
     @pytest.mark.parametrize("field", ["username", "password"])
     async def test_an_oversized_token_username_or_password_is_refused_before_any_limiter_or_hash(
-        self, app, client, monkeypatch, field
-    ):
+        self, app: FastAPI, client: AsyncClient, monkeypatch: pytest.MonkeyPatch, field: str
+    ) -> None:
         limiter_hits = count_calls(monkeypatch, type(app.state.context.limiter), "hit")
         hashes = count_calls(monkeypatch, type(app.state.context.passwords), "verify_dummy")
         fields = {"username": "someone@example.com", "password": SECRET}
@@ -213,13 +226,17 @@ class TestTokenForm:
         assert response.json()["code"] == "validation_failed"
         assert limiter_hits == [] and hashes == []
 
-    async def test_token_username_is_the_same_normalised_email_as_login(self, client, alice):
+    async def test_token_username_is_the_same_normalised_email_as_login(
+        self, client: AsyncClient, alice: User
+    ) -> None:
         response = await client.post(
             "/api/v1/auth/token", data={"username": "  ALICE@Example.com ", "password": PASSWORD}
         )
         assert response.status_code == 200
 
-    async def test_the_docs_authorize_button_still_points_at_the_token_form(self, app):
+    async def test_the_docs_authorize_button_still_points_at_the_token_form(
+        self, app: FastAPI
+    ) -> None:
         schemes = app.openapi()["components"]["securitySchemes"]
         flows = [scheme["flows"] for scheme in schemes.values() if scheme["type"] == "oauth2"]
         assert flows and flows[0]["password"]["tokenUrl"] == "/api/v1/auth/token"
@@ -229,7 +246,7 @@ class TestTokenForm:
 
 class TestPagination:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return no_limits()
 
     def paginated_routes(self, app: FastAPI) -> list[tuple[str, str]]:
@@ -245,15 +262,17 @@ class TestPagination:
 
     @pytest.mark.parametrize("value", OUT_OF_RANGE)
     async def test_out_of_range_pagination_is_a_4xx_on_every_paginated_route(
-        self, app, client, value
-    ):
+        self, app: FastAPI, client: AsyncClient, value: str
+    ) -> None:
         headers = await bearer_admin(app, client)
         for path, name in self.paginated_routes(app):
             response = await client.get(path, params={name: value}, headers=headers)
             assert response.status_code == 422, (path, name, value, response.text[:200])
             assert response.json()["code"] == "validation_failed"
 
-    async def test_the_largest_allowed_offset_answers_an_empty_page(self, app, client):
+    async def test_the_largest_allowed_offset_answers_an_empty_page(
+        self, app: FastAPI, client: AsyncClient
+    ) -> None:
         from app.api.routes.admin import MAX_OFFSET
 
         headers = await bearer_admin(app, client)
@@ -274,8 +293,8 @@ class CountingApp:
         self.app = app
         self.delivered = 0
 
-    async def __call__(self, scope, receive, send) -> None:
-        async def counting_receive():
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def counting_receive() -> Message:
             message = await receive()
             self.delivered += len(message.get("body", b""))
             return message
@@ -284,10 +303,10 @@ class CountingApp:
 
 
 @pytest.fixture
-async def counted(app, outbox) -> AsyncIterator[tuple[AsyncClient, CountingApp]]:
+async def counted(app: FastAPI, outbox: Outbox) -> AsyncIterator[tuple[AsyncClient, CountingApp]]:
     wrapper = CountingApp(app)
     async with AsyncClient(
-        transport=ASGITransport(app=wrapper),  # type: ignore[arg-type]
+        transport=ASGITransport(app=wrapper),
         base_url="https://testserver",
         headers={"User-Agent": BROWSER},
     ) as http:
@@ -306,7 +325,9 @@ async def chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
 
 
 @pytest.mark.parametrize("path", ["/api/v1/auth/register", "/api/v1/auth/token"])
-async def test_a_10_mib_body_with_content_length_is_refused_before_it_is_read(counted, alice, path):
+async def test_a_10_mib_body_with_content_length_is_refused_before_it_is_read(
+    counted: tuple[AsyncClient, CountingApp], alice: User, path: str
+) -> None:
     http, wrapper = counted
     response = await http.post(
         path, content=ten_mib_of_json(), headers={"Content-Type": "application/json"}
@@ -320,8 +341,8 @@ async def test_a_10_mib_body_with_content_length_is_refused_before_it_is_read(co
 
 
 async def test_a_10_mib_chunked_body_without_content_length_is_cut_off_at_the_limit(
-    counted, app, alice
-):
+    counted: tuple[AsyncClient, CountingApp], app: FastAPI, alice: User
+) -> None:
     http, wrapper = counted
     response = await http.post(
         "/api/v1/auth/register",
@@ -336,11 +357,11 @@ async def test_a_10_mib_chunked_body_without_content_length_is_cut_off_at_the_li
     await login(http)
 
 
-async def test_a_lying_small_content_length_cannot_smuggle_a_big_body(app):
+async def test_a_lying_small_content_length_cannot_smuggle_a_big_body(app: FastAPI) -> None:
     limit = app.state.settings.max_request_body_bytes
 
-    async def send_lie(scope, receive, send):
-        async def big_receive():
+    async def send_lie(scope: Scope, receive: Receive, send: Send) -> None:
+        async def big_receive() -> Message:
             return {"type": "http.request", "body": b"x" * (limit * 4), "more_body": False}
 
         headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
@@ -348,14 +369,14 @@ async def test_a_lying_small_content_length_cannot_smuggle_a_big_body(app):
         await app(scope, big_receive, send)
 
     async with AsyncClient(
-        transport=ASGITransport(app=send_lie),  # type: ignore[arg-type]
+        transport=ASGITransport(app=send_lie),
         base_url="https://testserver",
     ) as liar:
         response = await liar.post("/api/v1/auth/register", content=b"{}")
     assert response.status_code == 413
 
 
-async def test_a_body_within_the_limit_is_served(client):
+async def test_a_body_within_the_limit_is_served(client: AsyncClient) -> None:
     response = await client.post(
         "/api/v1/auth/register", json={"email": "ok@example.com", "password": "w" * 10}
     )
@@ -364,10 +385,12 @@ async def test_a_body_within_the_limit_is_served(client):
 
 class TestConfiguredLimit:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return make_settings(max_request_body_bytes=2048)
 
-    async def test_the_body_limit_follows_the_setting(self, client, alice):
+    async def test_the_body_limit_follows_the_setting(
+        self, client: AsyncClient, alice: User
+    ) -> None:
         big = {"email": "alice@example.com", "password": "p" * 3000}
         assert (await client.post("/api/v1/auth/login", json=big)).status_code == 413
         small = {"email": "alice@example.com", "password": PASSWORD}
@@ -386,7 +409,9 @@ class TestConfiguredLimit:
         pytest.param({"email": "alice@example.com", "password": SECRET + "\x00"}, id="nul"),
     ],
 )
-async def test_a_422_never_echoes_what_was_submitted(client, body):
+async def test_a_422_never_echoes_what_was_submitted(
+    client: AsyncClient, body: dict[str, object]
+) -> None:
     response = await client.post("/api/v1/auth/register", json=body)
     assert response.status_code == 422
     payload = response.json()
@@ -398,7 +423,7 @@ async def test_a_422_never_echoes_what_was_submitted(client, body):
     assert SECRET not in response.text
 
 
-async def test_an_unknown_field_holding_a_password_is_not_echoed(signed_in):
+async def test_an_unknown_field_holding_a_password_is_not_echoed(signed_in: AsyncClient) -> None:
     response = await signed_in.patch(
         "/api/v1/users/me",
         json={"email": "alice@example.com", "current_password": PASSWORD, "password": SECRET},
@@ -416,8 +441,8 @@ async def test_an_unknown_field_holding_a_password_is_not_echoed(signed_in):
     ],
 )
 async def test_a_lone_surrogate_logs_no_traceback_and_no_password(
-    client, alice, caplog, path, body
-):
+    client: AsyncClient, alice: User, caplog: pytest.LogCaptureFixture, path: str, body: str
+) -> None:
     caplog.set_level(logging.DEBUG)
     response = await client.post(
         path, content=(body % SECRET).encode(), headers={"Content-Type": "application/json"}
@@ -439,7 +464,7 @@ async def test_a_lone_surrogate_logs_no_traceback_and_no_password(
     ],
     ids=["local-part-65", "total-over-254", "nul", "surrogate"],
 )
-async def test_emails_are_bounded_everywhere(client, email):
+async def test_emails_are_bounded_everywhere(client: AsyncClient, email: str) -> None:
     for path, body in (
         ("/api/v1/auth/register", {"email": email, "password": SECRET}),
         ("/api/v1/auth/login", {"email": email, "password": SECRET}),
@@ -453,7 +478,9 @@ async def test_emails_are_bounded_everywhere(client, email):
         assert response.status_code == 422, (path, response.text[:200])
 
 
-async def test_the_longest_allowed_email_is_accepted(client, outbox, app):
+async def test_the_longest_allowed_email_is_accepted(
+    client: AsyncClient, outbox: Outbox, app: FastAPI
+) -> None:
     email = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".com"
     assert len(email) == 254
     response = await client.post("/api/v1/auth/register", json={"email": email, "password": SECRET})
@@ -461,8 +488,8 @@ async def test_the_longest_allowed_email_is_accepted(client, outbox, app):
 
 
 async def test_a_password_of_129_code_points_is_refused_before_any_hash(
-    client, app, alice, monkeypatch
-):
+    client: AsyncClient, app: FastAPI, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hashes = count_calls(monkeypatch, type(app.state.context.passwords), "verify")
     dummies = count_calls(monkeypatch, type(app.state.context.passwords), "verify_dummy")
     response = await client.post(
@@ -486,12 +513,9 @@ FULLWIDTH = "\ufb01sh \ufb01nd otter river " + fullwidth("1234")  # the ligature
 COMPATIBLE = "fish find otter river 1234"
 
 
-def link_token(message) -> str:
-    link = next(word for word in message.text.split() if "token=" in word)
-    return parse_qs(urlparse(link).query)["token"][0]
-
-
-async def register_and_verify(client, app, outbox, email: str, password: str) -> None:
+async def register_and_verify(
+    client: AsyncClient, app: FastAPI, outbox: Outbox, email: str, password: str
+) -> None:
     response = await client.post(
         "/api/v1/auth/register", json={"email": email, "password": password}
     )
@@ -503,7 +527,7 @@ async def register_and_verify(client, app, outbox, email: str, password: str) ->
     ).status_code == 200
 
 
-async def sign_in(client, email: str, password: str):
+async def sign_in(client: AsyncClient, email: str, password: str) -> Response:
     return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
 
 
@@ -518,18 +542,15 @@ async def sign_in(client, email: str, password: str):
     ids=["nfc-then-nfd", "nfd-then-nfc", "compat-then-plain", "plain-then-compat"],
 )
 async def test_a_password_typed_in_another_unicode_form_signs_in(
-    client, app, outbox, registered, typed
-):
+    client: AsyncClient, app: FastAPI, outbox: Outbox, registered: str, typed: str
+) -> None:
     assert registered != typed
     await register_and_verify(client, app, outbox, "uni@example.com", registered)
     assert (await sign_in(client, "uni@example.com", typed)).status_code == 200
-    token = await client.post(
-        "/api/v1/auth/token", data={"username": "uni@example.com", "password": typed}
-    )
-    assert token.status_code == 200
+    await api_tokens(client, "uni@example.com", typed)
 
 
-async def test_a_changed_password_is_normalised_too(signed_in):
+async def test_a_changed_password_is_normalised_too(signed_in: AsyncClient) -> None:
     response = await signed_in.post(
         "/api/v1/auth/password/change",
         json={"current_password": PASSWORD, "new_password": DECOMPOSED},
@@ -545,7 +566,9 @@ async def test_a_changed_password_is_normalised_too(signed_in):
     assert (await sign_in(signed_in, "alice@example.com", COMPATIBLE)).status_code == 200
 
 
-async def test_a_reset_password_is_normalised_too(client, app, alice, outbox):
+async def test_a_reset_password_is_normalised_too(
+    client: AsyncClient, app: FastAPI, alice: User, outbox: Outbox
+) -> None:
     await client.post("/api/v1/auth/password/forgot", json={"email": "alice@example.com"})
     await app.state.context.mailer.wait_idle()
     token = link_token(outbox.to("alice@example.com", "Reset")[0])
@@ -556,7 +579,7 @@ async def test_a_reset_password_is_normalised_too(client, app, alice, outbox):
     assert (await sign_in(client, "alice@example.com", COMPATIBLE)).status_code == 200
 
 
-async def test_the_policy_judges_the_normalised_password(client):
+async def test_the_policy_judges_the_normalised_password(client: AsyncClient) -> None:
     fullwidth_sequence = fullwidth("123456789012345")
     response = await client.post(
         "/api/v1/auth/register", json={"email": "fw@example.com", "password": fullwidth_sequence}
@@ -565,13 +588,14 @@ async def test_the_policy_judges_the_normalised_password(client):
     assert response.json()["code"] == "password_rejected"
 
 
-def test_the_cli_reads_passwords_in_the_same_form(monkeypatch):
-    from app.cli import read_password
+def test_the_cli_reads_passwords_in_the_same_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import cli
 
+    monkeypatch.setattr(cli, "get_settings", make_settings)
     monkeypatch.setenv("ADMIN_PASSWORD", FULLWIDTH)
-    assert read_password("ops@example.com") == COMPATIBLE
+    assert cli.read_password("ops@example.com") == COMPATIBLE
     monkeypatch.setenv("ADMIN_PASSWORD", DECOMPOSED)
-    assert read_password("ops@example.com") == COMPOSED
+    assert cli.read_password("ops@example.com") == COMPOSED
 
 
 # --- predictable passwords of any allowed length --------------------------------------------
@@ -621,7 +645,9 @@ PASSPHRASES = [
 @pytest.mark.parametrize(
     "password", [pw for group in PREDICTABLE.values() for pw in group], ids=lambda pw: pw[:20]
 )
-def test_predictable_passwords_of_the_allowed_length_are_refused_with_a_reason(password):
+def test_predictable_passwords_of_the_allowed_length_are_refused_with_a_reason(
+    password: str,
+) -> None:
     assert len(password) >= 15
     problem = password_problem(password, "someone@example.com", 15)
     assert problem is not None
@@ -629,12 +655,14 @@ def test_predictable_passwords_of_the_allowed_length_are_refused_with_a_reason(p
 
 
 @pytest.mark.parametrize("password", PASSPHRASES, ids=lambda pw: pw[:20])
-def test_real_passphrases_still_pass(password):
+def test_real_passphrases_still_pass(password: str) -> None:
     assert password_problem(password, "someone@example.com", 15) is None
 
 
 @pytest.mark.parametrize("password", ["123456789012345", "aaaaaaaaaaaaaaa", "passwordpassword"])
-async def test_the_reported_long_blocklist_gaps_are_refused_at_registration(client, password):
+async def test_the_reported_long_blocklist_gaps_are_refused_at_registration(
+    client: AsyncClient, password: str
+) -> None:
     response = await client.post(
         "/api/v1/auth/register", json={"email": "gap@example.com", "password": password}
     )
@@ -642,7 +670,9 @@ async def test_the_reported_long_blocklist_gaps_are_refused_at_registration(clie
     assert response.json()["code"] == "password_rejected"
 
 
-async def test_concurrent_hostile_logins_leave_the_service_answering(client, alice):
+async def test_concurrent_hostile_logins_leave_the_service_answering(
+    client: AsyncClient, alice: User
+) -> None:
     body = '{"email": "alice@example.com", "password": "\\ud800"}'
     responses = await asyncio.gather(
         *(

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 
 from app.core.config import Settings
 from app.models import DeviceSession, Permission, Role, RolePermission, User, UserRole
-from tests.conftest import browser, create_user, make_settings
+from tests.helpers import browser, create_user, make_settings
 
 ADMIN = "/api/v1/admin"
 REFUSED = "privilege_escalation"
@@ -191,7 +191,9 @@ async def cast(app: FastAPI) -> AsyncIterator[tuple[User, User]]:
     yield root, bob
 
 
-async def test_a_partial_admin_cannot_grant_or_touch_beyond_what_it_holds(app, cast):
+async def test_a_partial_admin_cannot_grant_or_touch_beyond_what_it_holds(
+    app: FastAPI, cast: tuple[User, User]
+) -> None:
     root, _bob = cast
     everything = await all_permissions(app)
     async with browser(app, "root@example.com"):
@@ -218,7 +220,7 @@ async def walk_roles(walk: Walk, everything: frozenset[str]) -> None:
     for permission in sorted(everything - walk.held):
         for name in (walk.own_role, "user"):
             role_id, current = roles[name]
-            body = {"permissions": sorted(current | {permission})}
+            body: dict[str, object] = {"permissions": sorted(current | {permission})}
             await walk.refused("role", "PATCH", f"{ADMIN}/roles/{role_id}", body)
         body = {"name": "escalated", "permissions": [permission]}
         await walk.refused("role", "POST", f"{ADMIN}/roles", body)
@@ -245,7 +247,13 @@ async def walk_assignments(walk: Walk) -> None:
 
 async def walk_admin_account(walk: Walk) -> None:
     url = f"{ADMIN}/users/{walk.root.id}"
-    for body in ({"is_active": False}, {"roles": ["user"]}, {"is_verified": False}, {"roles": []}):
+    bodies: list[dict[str, object]] = [
+        {"is_active": False},
+        {"roles": ["user"]},
+        {"is_verified": False},
+        {"roles": []},
+    ]
+    for body in bodies:
         await walk.refused("user", "PATCH", url, body)
     await walk.refused("user", "DELETE", url)
     await walk.refused("sessions", "DELETE", f"{url}/sessions")
@@ -277,7 +285,9 @@ async def walk_what_it_holds(walk: Walk) -> None:
     await walk.allowed("user", "DELETE", f"{ADMIN}/users/{walk.bob.id}")
 
 
-async def test_a_user_manager_cannot_make_itself_admin_and_remove_the_admin(app, cast):
+async def test_a_user_manager_cannot_make_itself_admin_and_remove_the_admin(
+    app: FastAPI, cast: tuple[User, User]
+) -> None:
     """The reported chain: users:write set its own roles to admin, granted admin to another
     account, then deactivated and deleted the original admin."""
     root, bob = cast
@@ -300,7 +310,9 @@ async def test_a_user_manager_cannot_make_itself_admin_and_remove_the_admin(app,
     assert await snapshot(app) == before
 
 
-async def test_a_role_writer_cannot_give_the_default_role_user_management(app, cast):
+async def test_a_role_writer_cannot_give_the_default_role_user_management(
+    app: FastAPI, cast: tuple[User, User]
+) -> None:
     """The reported chain: roles:write added users:write to its own role and to `user`."""
     await add_role(app, "role-manager", frozenset({"roles:read", "roles:write"}))
     manager = await create_user(app, "roles@example.com")
@@ -310,7 +322,9 @@ async def test_a_role_writer_cannot_give_the_default_role_user_management(app, c
     async with browser(app, "roles@example.com") as http:
         for name in ("role-manager", "user"):
             role_id, current = roles[name]
-            body = {"permissions": sorted(current | {"users:read", "users:write"})}
+            body: dict[str, object] = {
+                "permissions": sorted(current | {"users:read", "users:write"})
+            }
             response = await http.patch(f"{ADMIN}/roles/{role_id}", json=body)
             assert response.status_code == 403 and response.json()["code"] == REFUSED
         body = {"name": "backdoor", "permissions": ["users:write"]}
@@ -319,7 +333,9 @@ async def test_a_role_writer_cannot_give_the_default_role_user_management(app, c
     assert await snapshot(app) == before
 
 
-async def test_the_admin_acting_on_the_admin_role_and_admins_still_works(app, cast):
+async def test_the_admin_acting_on_the_admin_role_and_admins_still_works(
+    app: FastAPI, cast: tuple[User, User]
+) -> None:
     """Holding every permission is enough: the rule refuses nobody who holds it all."""
     second = await create_user(app, "second@example.com")
     await give_roles(app, second, "admin")
@@ -346,7 +362,7 @@ async def make_admins(app: FastAPI, count: int) -> list[User]:
     return admins
 
 
-async def test_two_admins_demoting_each_other_at_once_leave_one_admin(app):
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(app: FastAPI) -> None:
     for action in ("demote", "deactivate", "delete"):
         first, second = await make_admins(app, 2)
         async with (
@@ -368,7 +384,9 @@ async def test_two_admins_demoting_each_other_at_once_leave_one_admin(app):
 
 
 @pytest.mark.parametrize("count", [10])
-async def test_a_burst_of_admins_removing_each_other_always_leaves_an_active_admin(app, count):
+async def test_a_burst_of_admins_removing_each_other_always_leaves_an_active_admin(
+    app: FastAPI, count: int
+) -> None:
     admins = await make_admins(app, count)
     actions = ("demote", "deactivate", "delete")
     async with AsyncExitStack() as stack:

@@ -7,27 +7,30 @@ mails queued), never by a clock: equal work is what makes equal time.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import event
 from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
+from app.core.config import Settings
 from app.core.security import PasswordHasher
-from app.models import OneTimeToken
+from app.models import OneTimeToken, User
 from app.services.deferred import Deferred
 from app.services.email import Email, Mailer
-from tests.conftest import (
+from tests.helpers import (
     BROWSER,
     PASSWORD,
+    Outbox,
     browser,
     create_user,
     find_user,
+    link_token,
     login,
     make_settings,
 )
@@ -102,14 +105,14 @@ class WorkMeter:
 
 
 @pytest.fixture
-def meter(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[WorkMeter]:
+def meter(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkMeter]:
     work_meter = WorkMeter(app, monkeypatch)
     yield work_meter
     work_meter.close()
 
 
 @pytest.fixture
-async def metered(meter: WorkMeter, outbox) -> AsyncIterator[AsyncClient]:
+async def metered(meter: WorkMeter, outbox: Outbox) -> AsyncIterator[AsyncClient]:
     """A client whose every request is metered."""
     async with AsyncClient(
         transport=ASGITransport(app=meter),
@@ -122,12 +125,6 @@ async def metered(meter: WorkMeter, outbox) -> AsyncIterator[AsyncClient]:
 async def settle(app: FastAPI) -> None:
     """Let the work done after the response finish (mail included)."""
     await app.state.context.mailer.wait_idle()
-
-
-def link_token(email: Email, page: str = "verify-email") -> str:
-    link = next(word for word in email.text.split() if "token=" in word)
-    assert link.startswith(f"https://frontend.example/{page}?token="), link
-    return parse_qs(urlparse(link).query)["token"][0]
 
 
 def same_answer(first: Response, second: Response) -> None:
@@ -148,7 +145,7 @@ async def compare(
     return known_response, known_work
 
 
-async def live_tokens(db, purpose: str) -> int:
+async def live_tokens(db: AsyncSession, purpose: str) -> int:
     db.expire_all()
     query = select(func.count()).select_from(OneTimeToken)
     query = query.where(col(OneTimeToken.purpose) == purpose, col(OneTimeToken.used_at).is_(None))
@@ -166,8 +163,15 @@ async def live_tokens(db, purpose: str) -> int:
     ],
 )
 async def test_an_emailed_link_request_does_the_same_work_for_known_and_unknown_addresses(
-    app, metered, meter, outbox, path, verified, page, subject
-):
+    app: FastAPI,
+    metered: AsyncClient,
+    meter: WorkMeter,
+    outbox: Outbox,
+    path: str,
+    verified: bool,
+    page: str,
+    subject: str,
+) -> None:
     await create_user(app, "known@example.com", is_verified=verified)
     url = f"{API}/auth/{path}"
     answer, _work = await compare(
@@ -183,8 +187,8 @@ async def test_an_emailed_link_request_does_the_same_work_for_known_and_unknown_
 
 
 async def test_register_does_the_same_work_for_known_and_unknown_addresses(
-    app, metered, meter, outbox, alice
-):
+    app: FastAPI, metered: AsyncClient, meter: WorkMeter, outbox: Outbox, alice: User
+) -> None:
     register = f"{API}/auth/register"
     answer, work = await compare(
         meter,
@@ -202,8 +206,8 @@ async def test_register_does_the_same_work_for_known_and_unknown_addresses(
 
 
 async def test_an_email_change_to_a_taken_address_does_the_same_work_as_to_a_free_one(
-    app, metered, meter, outbox, alice
-):
+    app: FastAPI, metered: AsyncClient, meter: WorkMeter, outbox: Outbox, alice: User
+) -> None:
     await create_user(app, "bob@example.com")
     metered.headers["X-CSRF-Token"] = (await login(metered)).json()["csrf_token"]
     answer, _work = await compare(
@@ -220,8 +224,12 @@ async def test_an_email_change_to_a_taken_address_does_the_same_work_as_to_a_fre
 
 
 async def test_a_deferred_failure_is_logged_without_secrets_and_the_service_keeps_answering(
-    app, client, alice, caplog, monkeypatch
-):
+    app: FastAPI,
+    client: AsyncClient,
+    alice: User,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def broken(*_args: object, **_kwargs: object) -> Email:
         raise RuntimeError("secret-token-value")
 
@@ -238,8 +246,8 @@ async def test_a_deferred_failure_is_logged_without_secrets_and_the_service_keep
 
 
 async def test_repeated_registrations_for_one_address_send_at_most_the_notice_limit(
-    app, client, outbox, alice
-):
+    app: FastAPI, client: AsyncClient, outbox: Outbox, alice: User
+) -> None:
     for _ in range(8):
         response = await client.post(
             f"{API}/auth/register", json={"email": "alice@example.com", "password": PASSWORD}
@@ -251,8 +259,8 @@ async def test_repeated_registrations_for_one_address_send_at_most_the_notice_li
 
 
 async def test_a_burst_of_registrations_for_one_address_sends_at_most_the_notice_limit(
-    app, client, outbox, alice
-):
+    app: FastAPI, client: AsyncClient, outbox: Outbox, alice: User
+) -> None:
     body = {"email": "alice@example.com", "password": PASSWORD}
     await asyncio.gather(*(client.post(f"{API}/auth/register", json=body) for _ in range(8)))
     await settle(app)
@@ -273,8 +281,8 @@ async def can_log_in(client: AsyncClient, email: str) -> bool:
 
 
 async def test_a_change_to_a_taken_address_answers_like_a_free_one_and_changes_nothing(
-    app, client, db, outbox, alice
-):
+    app: FastAPI, client: AsyncClient, db: AsyncSession, outbox: Outbox, alice: User
+) -> None:
     await create_user(app, "bob@example.com")
     async with browser(app, "alice@example.com") as alice_browser:
         taken = await request_change(alice_browser, "bob@example.com")
@@ -288,8 +296,8 @@ async def test_a_change_to_a_taken_address_answers_like_a_free_one_and_changes_n
 
 
 async def test_an_email_change_takes_effect_only_when_the_new_address_confirms(
-    app, client, db, outbox, alice
-):
+    app: FastAPI, client: AsyncClient, db: AsyncSession, outbox: Outbox, alice: User
+) -> None:
     async with browser(app, "alice@example.com") as alice_browser:
         response = await request_change(alice_browser, "Alice@New.example")
     assert response.status_code == 200
@@ -311,7 +319,9 @@ async def test_an_email_change_takes_effect_only_when_the_new_address_confirms(
     assert outbox.to("alice@example.com", "email address was changed")
 
 
-async def test_a_change_link_works_once(app, client, outbox, alice):
+async def test_a_change_link_works_once(
+    app: FastAPI, client: AsyncClient, outbox: Outbox, alice: User
+) -> None:
     async with browser(app, "alice@example.com") as alice_browser:
         await request_change(alice_browser, "alice@new.example")
     await settle(app)
@@ -323,7 +333,9 @@ async def test_a_change_link_works_once(app, client, outbox, alice):
     assert {r.json()["code"] for r in answers if r.status_code == 400} == {"invalid_link"}
 
 
-async def test_a_second_email_change_request_revokes_the_first_link(app, client, outbox, alice):
+async def test_a_second_email_change_request_revokes_the_first_link(
+    app: FastAPI, client: AsyncClient, outbox: Outbox, alice: User
+) -> None:
     async with browser(app, "alice@example.com") as alice_browser:
         await request_change(alice_browser, "first@new.example")
         await settle(app)
@@ -341,8 +353,8 @@ async def test_a_second_email_change_request_revokes_the_first_link(app, client,
 
 
 async def test_confirming_a_change_to_an_address_taken_meanwhile_fails_clearly(
-    app, client, db, outbox, alice
-):
+    app: FastAPI, client: AsyncClient, db: AsyncSession, outbox: Outbox, alice: User
+) -> None:
     async with browser(app, "alice@example.com") as alice_browser:
         await request_change(alice_browser, "wanted@example.com")
     await settle(app)
@@ -356,8 +368,8 @@ async def test_confirming_a_change_to_an_address_taken_meanwhile_fails_clearly(
 
 
 async def test_two_accounts_racing_for_one_new_address_leave_it_to_exactly_one(
-    app, client, db, outbox, alice
-):
+    app: FastAPI, client: AsyncClient, db: AsyncSession, outbox: Outbox, alice: User
+) -> None:
     await create_user(app, "bob@example.com")
     for email in ("alice@example.com", "bob@example.com"):
         async with browser(app, email) as signed:
@@ -377,7 +389,9 @@ async def test_two_accounts_racing_for_one_new_address_leave_it_to_exactly_one(
 # --- a new one-time token revokes the older ones of its purpose ---------------------------
 
 
-async def test_a_new_reset_link_revokes_the_older_one(app, client, outbox, alice):
+async def test_a_new_reset_link_revokes_the_older_one(
+    app: FastAPI, client: AsyncClient, outbox: Outbox, alice: User
+) -> None:
     forgot = {"email": "alice@example.com"}
     await client.post(f"{API}/auth/password/forgot", json=forgot)
     await settle(app)
@@ -392,7 +406,9 @@ async def test_a_new_reset_link_revokes_the_older_one(app, client, outbox, alice
     assert fresh.status_code == 200, fresh.text
 
 
-async def test_a_new_verification_link_revokes_the_older_one(app, client, outbox):
+async def test_a_new_verification_link_revokes_the_older_one(
+    app: FastAPI, client: AsyncClient, outbox: Outbox
+) -> None:
     await client.post(
         f"{API}/auth/register", json={"email": "new@example.com", "password": PASSWORD}
     )
@@ -408,10 +424,12 @@ async def test_a_new_verification_link_revokes_the_older_one(app, client, outbox
 
 class TestBursts:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return make_settings(rate_limit_email="100/hour", rate_limit_email_ip="100/hour")
 
-    async def test_a_burst_of_reset_requests_leaves_one_live_link(self, app, client, db, alice):
+    async def test_a_burst_of_reset_requests_leaves_one_live_link(
+        self, app: FastAPI, client: AsyncClient, db: AsyncSession, alice: User
+    ) -> None:
         body = {"email": "alice@example.com"}
         answers = await asyncio.gather(
             *(client.post(f"{API}/auth/password/forgot", json=body) for _ in range(30))
@@ -440,8 +458,8 @@ async def hammer(app: FastAPI, path: str, email: str) -> None:
 
 
 async def test_hammering_forgot_password_does_not_block_the_email_change(
-    app, client, outbox, alice
-):
+    app: FastAPI, client: AsyncClient, outbox: Outbox, alice: User
+) -> None:
     await hammer(app, f"{API}/auth/password/forgot", "alice@example.com")
     await hammer(app, f"{API}/auth/verify-email/resend", "alice@example.com")
     async with browser(app, "alice@example.com") as alice_browser:
@@ -451,7 +469,9 @@ async def test_hammering_forgot_password_does_not_block_the_email_change(
     assert outbox.to("alice@new.example")
 
 
-async def test_hammering_forgot_password_does_not_block_the_resend(app, client, outbox):
+async def test_hammering_forgot_password_does_not_block_the_resend(
+    app: FastAPI, client: AsyncClient, outbox: Outbox
+) -> None:
     await create_user(app, "pending@example.com", is_verified=False)
     await hammer(app, f"{API}/auth/password/forgot", "pending@example.com")
     await settle(app)
@@ -464,7 +484,9 @@ async def test_hammering_forgot_password_does_not_block_the_resend(app, client, 
     assert outbox.to("pending@example.com", "Confirm")
 
 
-async def test_email_change_requests_are_limited_per_account(app, outbox, alice):
+async def test_email_change_requests_are_limited_per_account(
+    app: FastAPI, outbox: Outbox, alice: User
+) -> None:
     async with browser(app, "alice@example.com") as alice_browser:
         codes = [
             (await request_change(alice_browser, f"n{n}@new.example")).status_code
@@ -477,7 +499,7 @@ async def test_email_change_requests_are_limited_per_account(app, outbox, alice)
 # --- the runner itself ----------------------------------------------------------------------
 
 
-async def test_work_handed_over_during_a_request_waits_for_the_end_of_it():
+async def test_work_handed_over_during_a_request_waits_for_the_end_of_it() -> None:
     later = Deferred()
     ran: list[str] = []
 
@@ -492,7 +514,7 @@ async def test_work_handed_over_during_a_request_waits_for_the_end_of_it():
     assert ran == ["job"]
 
 
-async def test_work_handed_over_outside_a_request_starts_at_once():
+async def test_work_handed_over_outside_a_request_starts_at_once() -> None:
     later = Deferred()
     ran: list[str] = []
 

@@ -6,22 +6,32 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from httpx import ASGITransport, AsyncClient
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient, Response
 
-from app.utils.cookies import cookie_names
-from tests.conftest import BROWSER, PASSWORD, make_settings
+from app.core.config import Settings
+from app.models import User
+from app.utils.cookies import CookieNames, cookie_names
+from tests.helpers import BROWSER, PASSWORD, api_tokens, bearer, make_settings
 from tests.test_errors import crash
 
 SIGNATURE = "0" * 64  # the shape of a real token's signature part
 
 
-def raw_cookie_client(app, cookies: dict[str, bytes], **headers: bytes | str) -> AsyncClient:
+def raw_cookie_client(
+    app: FastAPI, cookies: dict[str, bytes], **headers: bytes | str
+) -> AsyncClient:
     """A client that sends exactly these cookie bytes, as a hand-written request would."""
-    cookie = b"; ".join(name.encode() + b"=" + value for name, value in cookies.items())
+    sent = {"User-Agent": BROWSER.encode()}
+    sent["Cookie"] = b"; ".join(name.encode() + b"=" + value for name, value in cookies.items())
+    sent.update(
+        (name, value if isinstance(value, bytes) else value.encode())
+        for name, value in headers.items()
+    )
     return AsyncClient(
         transport=ASGITransport(app=app),
         base_url="https://testserver",
-        headers={"User-Agent": BROWSER, "Cookie": cookie, **headers},
+        headers={name.encode(): value for name, value in sent.items()},
     )
 
 
@@ -39,7 +49,9 @@ MALFORMED_TOKENS = {
 
 
 @pytest.mark.parametrize("token", MALFORMED_TOKENS.values(), ids=MALFORMED_TOKENS.keys())
-async def test_a_malformed_csrf_token_is_a_403_never_a_500(app, signed_in, cookie, token):
+async def test_a_malformed_csrf_token_is_a_403_never_a_500(
+    app: FastAPI, signed_in: AsyncClient, cookie: CookieNames, token: bytes
+) -> None:
     """The attacker sends the same bytes as header and cookie, so the double submit matches."""
     access = signed_in.cookies[cookie.access].encode()
     async with raw_cookie_client(
@@ -55,14 +67,16 @@ async def test_a_malformed_csrf_token_is_a_403_never_a_500(app, signed_in, cooki
 @pytest.mark.parametrize(
     "origin", ["https://evil.example", "null", "https://frontend.example.evil.example"]
 )
-async def test_a_cookie_request_from_a_foreign_origin_is_refused(signed_in, origin):
+async def test_a_cookie_request_from_a_foreign_origin_is_refused(
+    signed_in: AsyncClient, origin: str
+) -> None:
     response = await signed_in.post("/api/v1/auth/logout", headers={"Origin": origin})
     assert response.status_code == 403
     assert response.json()["code"] == "csrf_failed"
     assert (await signed_in.get("/api/v1/users/me")).status_code == 200
 
 
-async def test_a_cookie_refresh_from_a_foreign_origin_is_refused(signed_in):
+async def test_a_cookie_refresh_from_a_foreign_origin_is_refused(signed_in: AsyncClient) -> None:
     response = await signed_in.post(
         "/api/v1/auth/refresh", headers={"Origin": "https://evil.example"}
     )
@@ -70,29 +84,30 @@ async def test_a_cookie_refresh_from_a_foreign_origin_is_refused(signed_in):
 
 
 @pytest.mark.parametrize("origin", ["https://frontend.example", "https://testserver"])
-async def test_the_frontend_and_the_apis_own_origin_pass(signed_in, origin):
+async def test_the_frontend_and_the_apis_own_origin_pass(
+    signed_in: AsyncClient, origin: str
+) -> None:
     response = await signed_in.post("/api/v1/auth/logout", headers={"Origin": origin})
     assert response.status_code == 204
 
 
-async def test_bearer_requests_ignore_the_origin(client, alice):
-    form = {"username": "alice@example.com", "password": PASSWORD}
-    access = (await client.post("/api/v1/auth/token", data=form)).json()["access_token"]
+async def test_bearer_requests_ignore_the_origin(client: AsyncClient, alice: User) -> None:
+    tokens = await api_tokens(client)
     response = await client.post(
         "/api/v1/auth/logout",
-        headers={"Authorization": f"Bearer {access}", "Origin": "https://evil.example"},
+        headers={**bearer(tokens["access_token"]), "Origin": "https://evil.example"},
     )
     assert response.status_code == 204
 
 
 # --- 500s and the Content-Security-Policy ----------------------------------------------------
-def csp(response) -> dict[str, set[str]]:
+def csp(response: Response) -> dict[str, set[str]]:
     policy = response.headers["content-security-policy"]
     directives = (part.split() for part in policy.split(";") if part.strip())
     return {name: set(sources) for name, *sources in directives}
 
 
-async def test_a_500_carries_every_security_header_and_the_error_body(app):
+async def test_a_500_carries_every_security_header_and_the_error_body(app: FastAPI) -> None:
     response = await crash(app, "/api/v1/boom")
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal Server Error", "code": "internal_error"}
@@ -106,7 +121,9 @@ async def test_a_500_carries_every_security_header_and_the_error_body(app):
 
 
 @pytest.mark.parametrize("path", ["/api/v1/users/me", "/api/v1/auth/login", "/health/live"])
-async def test_api_responses_carry_a_strict_content_security_policy(client, path):
+async def test_api_responses_carry_a_strict_content_security_policy(
+    client: AsyncClient, path: str
+) -> None:
     policy = csp(await client.get(path))
     assert policy["default-src"] == {"'none'"}
     assert policy["frame-ancestors"] == {"'none'"}
@@ -120,7 +137,7 @@ def allowed(policy: dict[str, set[str]], directive: str, url: str) -> bool:
     return f"{parts.scheme}://{parts.netloc}" in sources or f"{parts.scheme}:" in sources
 
 
-async def test_the_docs_page_may_load_everything_it_references(client):
+async def test_the_docs_page_may_load_everything_it_references(client: AsyncClient) -> None:
     response = await client.get("/docs")
     assert response.status_code == 200
     policy, html = csp(response), response.text
@@ -140,11 +157,13 @@ async def test_the_docs_page_may_load_everything_it_references(client):
 
 
 # --- Cookie names ----------------------------------------------------------------------------
-def set_cookies(response) -> dict[str, str]:
+def set_cookies(response: Response) -> dict[str, str]:
     return {c.split("=", 1)[0]: c for c in response.headers.get_list("set-cookie")}
 
 
-async def test_host_only_secure_cookies_carry_the_host_prefix(client, alice):
+async def test_host_only_secure_cookies_carry_the_host_prefix(
+    client: AsyncClient, alice: User
+) -> None:
     response = await client.post(
         "/api/v1/auth/login", json={"email": "alice@example.com", "password": PASSWORD}
     )
@@ -156,7 +175,9 @@ async def test_host_only_secure_cookies_carry_the_host_prefix(client, alice):
             assert "Path=/;" in header
 
 
-async def test_a_cookie_without_the_prefix_is_ignored(app, signed_in, cookie):
+async def test_a_cookie_without_the_prefix_is_ignored(
+    app: FastAPI, signed_in: AsyncClient, cookie: CookieNames
+) -> None:
     """A sibling subdomain can toss `access_token=...`; only the prefixed name is read."""
     token = signed_in.cookies[cookie.access].encode()
     async with raw_cookie_client(app, {"access_token": token}) as tossed:
@@ -172,7 +193,9 @@ async def test_a_cookie_without_the_prefix_is_ignored(app, signed_in, cookie):
         ({}, ("__Host-", "__Secure-", "__Host-")),
     ],
 )
-def test_cookie_prefixes_follow_cookie_domain_and_cookie_secure(overrides, expected):
+def test_cookie_prefixes_follow_cookie_domain_and_cookie_secure(
+    overrides: dict[str, object], expected: tuple[str, str, str]
+) -> None:
     names = cookie_names(make_settings(**overrides))
     assert names.all() == tuple(
         prefix + name
@@ -184,10 +207,12 @@ def test_cookie_prefixes_follow_cookie_domain_and_cookie_secure(overrides, expec
 
 class TestSharedDomain:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return make_settings(cookie_domain="testserver.local")
 
-    async def test_domain_cookies_carry_the_secure_prefix_and_the_domain(self, client, alice):
+    async def test_domain_cookies_carry_the_secure_prefix_and_the_domain(
+        self, client: AsyncClient, alice: User
+    ) -> None:
         response = await client.post(
             "/api/v1/auth/login", json={"email": "alice@example.com", "password": PASSWORD}
         )

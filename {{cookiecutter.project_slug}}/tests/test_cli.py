@@ -1,19 +1,21 @@
 """The operator CLI, run as a real subprocess against the test database."""
 
-import os
 import subprocess
 import sys
 
+from fastapi import FastAPI
+from httpx import AsyncClient
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import AuditEvent, DeviceSession
 from app.services.users import roles_and_permissions
-from tests.conftest import PASSWORD, PROJECT, TEST_SETTINGS, find_user, login
+from tests.helpers import PASSWORD, PROJECT, find_user, login, subprocess_environment
 
 
 def cli(*args: str, answers: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """Run `python -m app.cli ARGS`; `answers` are typed at its prompts."""
-    environ = {**os.environ, "DATABASE_URL": TEST_SETTINGS["database_url"], **env}
+    environ = subprocess_environment(**env)
     if "ADMIN_PASSWORD" not in env:
         environ.pop("ADMIN_PASSWORD", None)
     return subprocess.run(
@@ -28,7 +30,9 @@ def cli(*args: str, answers: str | None = None, **env: str) -> subprocess.Comple
     )
 
 
-async def test_create_admin_makes_an_active_verified_admin(app, client, db):
+async def test_create_admin_makes_an_active_verified_admin(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
     result = cli("create-admin", "Root@Example.com", ADMIN_PASSWORD=PASSWORD)
     assert result.returncode == 0, result.stderr
     user = await find_user(db, "root@example.com")
@@ -38,14 +42,14 @@ async def test_create_admin_makes_an_active_verified_admin(app, client, db):
     await login(client, "root@example.com")
 
 
-async def test_create_admin_refuses_a_weak_password(db):
+async def test_create_admin_refuses_a_weak_password(db: AsyncSession) -> None:
     result = cli("create-admin", "root@example.com", ADMIN_PASSWORD="short")
     assert result.returncode != 0
     assert "at least 15 characters" in result.stderr
     assert await find_user(db, "root@example.com") is None
 
 
-async def test_list_users_and_revoke_sessions(signed_in, db):
+async def test_list_users_and_revoke_sessions(signed_in: AsyncClient, db: AsyncSession) -> None:
     listing = cli("list-users")
     assert "alice@example.com\tactive\tverified\tuser" in listing.stdout
 
@@ -59,7 +63,9 @@ async def test_list_users_and_revoke_sessions(signed_in, db):
     assert (await signed_in.get("/api/v1/users/me")).status_code == 401
 
 
-def test_create_admin_prompts_twice_without_admin_password(app):  # app: cleans up after
+def test_create_admin_prompts_twice_without_admin_password(
+    app: FastAPI,
+) -> None:  # app: cleans up after
     mismatch = cli("create-admin", "prompted@example.com", answers=f"{PASSWORD}\n{PASSWORD}x\n")
     assert mismatch.returncode != 0
     assert "do not match" in mismatch.stderr
@@ -68,7 +74,9 @@ def test_create_admin_prompts_twice_without_admin_password(app):  # app: cleans 
     assert "Admin ready: prompted@example.com" in matching.stdout
 
 
-async def test_create_admin_on_an_existing_account_signs_it_out_everywhere(app, signed_in, db):
+async def test_create_admin_on_an_existing_account_signs_it_out_everywhere(
+    app: FastAPI, signed_in: AsyncClient, db: AsyncSession
+) -> None:
     """It resets the password: whoever held the old one must not keep a session."""
     new_password = "a different horse battery staple"
     result = cli("create-admin", "alice@example.com", ADMIN_PASSWORD=new_password)

@@ -1,56 +1,53 @@
-import os
 import secrets
 import subprocess
 import sys
 
 import pytest
+from httpx import AsyncClient
 from pydantic import ValidationError
 
-from app.core.config import PLACEHOLDER_SECRET
-from tests.conftest import PROJECT, make_settings
+from app.core.config import PLACEHOLDER_SECRET, Settings
+from tests.helpers import PROJECT, make_settings, subprocess_environment
 
 
-def test_short_secret_key_is_refused():
+def test_short_secret_key_is_refused() -> None:
     with pytest.raises(ValidationError, match="at least 32 bytes"):
         make_settings(secret_key="too-short")
 
 
-def test_production_refuses_the_placeholder_secret():
+def test_production_refuses_the_placeholder_secret() -> None:
     with pytest.raises(ValidationError, match="placeholder"):
         make_settings(environment="production", secret_key=PLACEHOLDER_SECRET)
 
 
-def test_wildcard_cors_origin_is_refused():
+def test_wildcard_cors_origin_is_refused() -> None:
     with pytest.raises(ValidationError, match="explicit origins"):
         make_settings(cors_origins=["*"])
 
 
-def test_comma_separated_lists_from_the_environment(monkeypatch):
+def test_comma_separated_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1")
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example,https://b.example")
-    from app.core.config import Settings
+    monkeypatch.setenv("SECRET_KEY", secrets.token_urlsafe(48))
 
     settings = Settings(_env_file=None)
     assert settings.trusted_proxies == ["10.0.0.0/8", "192.168.1.1"]
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
 
 
-def test_secret_key_never_shows_in_repr():
+def test_secret_key_never_shows_in_repr() -> None:
     settings = make_settings()
     assert settings.secret_key.get_secret_value() not in repr(settings)
 
 
-def test_password_minimum_may_be_lowered_to_eight_but_no_further():
+def test_password_minimum_may_be_lowered_to_eight_but_no_further() -> None:
     assert make_settings(password_min_length=8).password_min_length == 8
     with pytest.raises(ValidationError, match="greater than or equal to 8"):
         make_settings(password_min_length=7)
 
 
-def test_env_example_documents_every_setting():
+def test_env_example_documents_every_setting() -> None:
     """env.example lists every setting (commented out or set), each under a comment."""
-    from app.core.config import Settings
-    from tests.conftest import PROJECT
-
     lines = (PROJECT / "env.example").read_text().splitlines()
     documented = {}
     for number, line in enumerate(lines):
@@ -80,21 +77,21 @@ WEAK_SECRETS = {
 
 
 @pytest.mark.parametrize("secret", WEAK_SECRETS.values(), ids=WEAK_SECRETS.keys())
-def test_production_refuses_a_weak_secret_key(secret):
+def test_production_refuses_a_weak_secret_key(secret: str) -> None:
     with pytest.raises(ValidationError, match="SECRET_KEY"):
         make_settings(**{**SAFE_PRODUCTION, "secret_key": secret})
 
 
 @pytest.mark.parametrize("secret", [secrets.token_urlsafe(48), secrets.token_hex(32)])
-def test_production_accepts_a_random_secret_key(secret):
+def test_production_accepts_a_random_secret_key(secret: str) -> None:
     assert make_settings(**{**SAFE_PRODUCTION, "secret_key": secret}).environment == "production"
 
 
-def test_weak_secrets_are_allowed_outside_production():
+def test_weak_secrets_are_allowed_outside_production() -> None:
     assert make_settings(secret_key="a" * 32).secret_key.get_secret_value() == "a" * 32
 
 
-def test_production_refuses_to_run_without_an_smtp_server():
+def test_production_refuses_to_run_without_an_smtp_server() -> None:
     with pytest.raises(ValidationError, match="SMTP_HOST"):
         make_settings(**{**SAFE_PRODUCTION, "smtp_host": None})
 
@@ -110,7 +107,7 @@ def test_production_refuses_to_run_without_an_smtp_server():
         "app.example.com",
     ],
 )
-def test_production_refuses_an_http_or_local_frontend_url(url):
+def test_production_refuses_an_http_or_local_frontend_url(url: str) -> None:
     with pytest.raises(ValidationError, match="FRONTEND_URL"):
         make_settings(**{**SAFE_PRODUCTION, "frontend_url": url})
 
@@ -126,7 +123,7 @@ UNSAFE_PRODUCTION_ENV = {
 @pytest.mark.parametrize(
     "command",
     [
-        [sys.executable, "-c", "import app.main"],
+        [sys.executable, "-c", "from app.main import app"],
         [sys.executable, "-m", "uvicorn", "app.main:app", "--port", "0"],
         [
             sys.executable,
@@ -143,11 +140,13 @@ UNSAFE_PRODUCTION_ENV = {
     ],
     ids=["import", "uvicorn", "gunicorn"],
 )
-def test_the_service_will_not_start_and_says_why_in_one_line_per_setting(command):
+def test_the_service_will_not_start_and_says_why_in_one_line_per_setting(
+    command: list[str],
+) -> None:
     result = subprocess.run(
         command,
         cwd=PROJECT,
-        env={**os.environ, **UNSAFE_PRODUCTION_ENV},
+        env=subprocess_environment(**UNSAFE_PRODUCTION_ENV),
         capture_output=True,
         text=True,
         timeout=60,
@@ -161,18 +160,18 @@ def test_the_service_will_not_start_and_says_why_in_one_line_per_setting(command
 
 class TestProductionSchema:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return make_settings(**SAFE_PRODUCTION)
 
-    async def test_the_schema_and_docs_are_hidden(self, client):
+    async def test_the_schema_and_docs_are_hidden(self, client: AsyncClient) -> None:
         assert (await client.get("/openapi.json")).status_code == 404
         assert (await client.get("/docs")).status_code == 404
 
 
 class TestProductionSchemaOptIn:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return make_settings(**SAFE_PRODUCTION, openapi_in_production=True)
 
-    async def test_the_schema_is_served_when_asked_for(self, client):
+    async def test_the_schema_is_served_when_asked_for(self, client: AsyncClient) -> None:
         assert (await client.get("/openapi.json")).status_code == 200

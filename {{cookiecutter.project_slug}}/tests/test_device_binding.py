@@ -3,12 +3,15 @@
 from datetime import timedelta
 
 import pytest
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import AuditEvent, DeviceSession
+from app.core.config import Settings
+from app.models import AuditEvent, DeviceSession, User
 from app.models.base import utcnow
-from tests.conftest import PASSWORD, make_settings
+from tests.helpers import api_tokens, bearer, make_settings, refresh
 
 FIREFOX_134 = "Mozilla/5.0 (X11; Linux x86_64; rv:134.0) Gecko/20100101 Firefox/134.0"
 CHROME_LINUX = (
@@ -17,25 +20,16 @@ CHROME_LINUX = (
 )
 
 
-async def api_tokens(client) -> dict:
-    response = await client.post(
-        "/api/v1/auth/token", data={"username": "alice@example.com", "password": PASSWORD}
-    )
-    return response.json()
-
-
-async def refresh(client, token, **headers):
-    return await client.post("/api/v1/auth/refresh", json={"refresh_token": token}, headers=headers)
-
-
-async def test_a_browser_update_keeps_the_session(client, alice):
+async def test_a_browser_update_keeps_the_session(client: AsyncClient, alice: User) -> None:
     tokens = await api_tokens(client)  # signed in with Firefox 133
     response = await refresh(client, tokens["refresh_token"], **{"User-Agent": FIREFOX_134})
     assert response.status_code == 200
 
 
-async def test_an_ip_change_is_audited_but_never_refused(app, alice, db):
-    async def from_ip(ip):
+async def test_an_ip_change_is_audited_but_never_refused(
+    app: FastAPI, alice: User, db: AsyncSession
+) -> None:
+    async def from_ip(ip: str) -> AsyncClient:
         transport = ASGITransport(app=app, client=(ip, 5000))
         return AsyncClient(transport=transport, base_url="https://testserver")
 
@@ -53,10 +47,12 @@ async def test_an_ip_change_is_audited_but_never_refused(app, alice, db):
 
 class TestWarnBinding:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return make_settings(session_binding="warn")
 
-    async def test_another_device_is_recorded_and_let_through(self, client, alice, db):
+    async def test_another_device_is_recorded_and_let_through(
+        self, client: AsyncClient, alice: User, db: AsyncSession
+    ) -> None:
         tokens = await api_tokens(client)
         response = await refresh(client, tokens["refresh_token"], **{"User-Agent": CHROME_LINUX})
         assert response.status_code == 200
@@ -66,17 +62,21 @@ class TestWarnBinding:
 
 class TestBindingOff:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return make_settings(session_binding="off")
 
-    async def test_another_device_passes_silently(self, client, alice, db):
+    async def test_another_device_passes_silently(
+        self, client: AsyncClient, alice: User, db: AsyncSession
+    ) -> None:
         tokens = await api_tokens(client)
         response = await refresh(client, tokens["refresh_token"], **{"User-Agent": CHROME_LINUX})
         assert response.status_code == 200
         assert "session_fingerprint_mismatch" not in (await db.exec(select(AuditEvent.type))).all()
 
 
-async def test_an_idle_session_expires_at_its_next_refresh(client, alice, db, settings):
+async def test_an_idle_session_expires_at_its_next_refresh(
+    client: AsyncClient, alice: User, db: AsyncSession, settings: Settings
+) -> None:
     tokens = await api_tokens(client)
     session = (await db.exec(select(DeviceSession))).one()
     idle = timedelta(seconds=settings.session_idle_timeout_seconds + 60)
@@ -85,16 +85,18 @@ async def test_an_idle_session_expires_at_its_next_refresh(client, alice, db, se
     await db.commit()
     response = await refresh(client, tokens["refresh_token"])
     assert response.status_code == 401
-    assert "inactivity" in response.json()["detail"]
+    assert response.json()["code"] == "session_idle"
 
 
-async def test_an_expired_session_stops_access_at_once(client, alice, db):
+async def test_an_expired_session_stops_access_at_once(
+    client: AsyncClient, alice: User, db: AsyncSession
+) -> None:
     tokens = await api_tokens(client)
     session = (await db.exec(select(DeviceSession))).one()
     session.expires_at = utcnow() - timedelta(seconds=1)
     db.add(session)
     await db.commit()
-    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    headers = bearer(tokens["access_token"])
     assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
     assert (await refresh(client, tokens["refresh_token"])).status_code == 401
 
@@ -108,7 +110,7 @@ async def test_an_expired_session_stops_access_at_once(client, alice, db):
         ("", "Unknown device"),
     ],
 )
-def test_device_labels_are_readable(user_agent, label):
+def test_device_labels_are_readable(user_agent: str, label: str) -> None:
     from app.utils.user_agent import parse_device
 
     assert parse_device(user_agent).label == label

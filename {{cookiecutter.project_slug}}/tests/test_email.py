@@ -1,34 +1,36 @@
 """Email through a real SMTP server (aiosmtpd) and the console backend."""
 
 import logging
-import socket
+from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from app.services.email import ConsoleBackend, Mailer, SmtpBackend
-from tests.conftest import make_settings
+from tests.helpers import free_port, make_settings
 
 
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    async def handle_DATA(self, server, session, envelope):
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def decoded_body(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode()
 
 
 @pytest.fixture
-def smtp_server():
+def smtp_server() -> Iterator[tuple[Controller, Inbox]]:
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
@@ -36,7 +38,7 @@ def smtp_server():
     controller.stop()
 
 
-async def test_verification_email_goes_through_smtp(smtp_server):
+async def test_verification_email_goes_through_smtp(smtp_server: tuple[Controller, Inbox]) -> None:
     controller, inbox = smtp_server
     settings = make_settings(
         smtp_host="127.0.0.1", smtp_port=controller.port, smtp_tls=False, email_from="auth@x.io"
@@ -54,7 +56,7 @@ async def test_verification_email_goes_through_smtp(smtp_server):
     assert message["From"] == "auth@x.io"
     assert message["Subject"] == "Confirm your email address"
     parts = {
-        part.get_content_type(): part.get_payload(decode=True).decode()
+        part.get_content_type(): decoded_body(part)
         for part in message.walk()
         if not part.is_multipart()
     }
@@ -62,7 +64,7 @@ async def test_verification_email_goes_through_smtp(smtp_server):
     assert 'href="https://frontend.example/verify-email?token=T0K"' in parts["text/html"]
 
 
-async def test_smtp_failure_is_logged_not_raised(caplog):
+async def test_smtp_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_tls=False)
     mailer = Mailer(settings)
     mailer.send_later(
@@ -73,11 +75,13 @@ async def test_smtp_failure_is_logged_not_raised(caplog):
     assert "SECRET" not in caplog.text
 
 
-def test_without_smtp_host_the_console_backend_is_used():
+def test_without_smtp_host_the_console_backend_is_used() -> None:
     assert isinstance(Mailer(make_settings(smtp_host=None)).backend, ConsoleBackend)
 
 
-async def test_console_backend_hides_bodies_outside_development(caplog):
+async def test_console_backend_hides_bodies_outside_development(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO)
     mailer = Mailer(make_settings(environment="test"))
     mailer.send_later("verify_email", "alice@example.com", link="https://x/?token=SECRET", hours=1)

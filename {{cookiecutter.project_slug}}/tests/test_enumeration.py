@@ -3,13 +3,19 @@
 import asyncio
 
 import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
 from sqlmodel import func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.config import Settings
 from app.models import User
-from tests.conftest import PASSWORD, create_user, make_settings
+from tests.helpers import PASSWORD, Outbox, create_user, make_settings
 
 
-async def test_resend_answers_the_same_for_every_address(client, app, outbox):
+async def test_resend_answers_the_same_for_every_address(
+    client: AsyncClient, app: FastAPI, outbox: Outbox
+) -> None:
     await create_user(app, "verified@example.com")
     await client.post(
         "/api/v1/auth/register", json={"email": "new@example.com", "password": PASSWORD}
@@ -27,7 +33,9 @@ async def test_resend_answers_the_same_for_every_address(client, app, outbox):
     assert [m.to for m in outbox] == ["new@example.com"]
 
 
-async def test_concurrent_registrations_of_one_email_make_one_account(client, app, db):
+async def test_concurrent_registrations_of_one_email_make_one_account(
+    client: AsyncClient, app: FastAPI, db: AsyncSession
+) -> None:
     body = {"email": "race@example.com", "password": PASSWORD}
     responses = await asyncio.gather(
         *(client.post("/api/v1/auth/register", json=body) for _ in range(5))
@@ -40,19 +48,21 @@ async def test_concurrent_registrations_of_one_email_make_one_account(client, ap
 
 class TestEmailLimits:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return make_settings(
             rate_limit_email="2/hour", rate_limit_email_ip="3/hour", rate_limit_register_ip="2/hour"
         )
 
-    async def test_forgot_password_is_limited_per_email_case_insensitively(self, client, alice):
+    async def test_forgot_password_is_limited_per_email_case_insensitively(
+        self, client: AsyncClient, alice: User
+    ) -> None:
         codes = [
             (await client.post("/api/v1/auth/password/forgot", json={"email": email})).status_code
             for email in ("alice@example.com", "ALICE@example.com", "Alice@Example.com")
         ]
         assert codes == [202, 202, 429]
 
-    async def test_resend_is_limited_per_ip_across_emails(self, client):
+    async def test_resend_is_limited_per_ip_across_emails(self, client: AsyncClient) -> None:
         codes = [
             (
                 await client.post("/api/v1/auth/verify-email/resend", json={"email": f"u{n}@x.io"})
@@ -61,7 +71,7 @@ class TestEmailLimits:
         ]
         assert codes == [202, 202, 202, 429]
 
-    async def test_register_is_limited_per_ip(self, client):
+    async def test_register_is_limited_per_ip(self, client: AsyncClient) -> None:
         codes = [
             (
                 await client.post(

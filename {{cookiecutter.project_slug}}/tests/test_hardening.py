@@ -1,32 +1,33 @@
 """Logs, audit trail and CORS."""
 
 import logging
-from urllib.parse import parse_qs, urlparse
 
 import pytest
-from sqlmodel import select
+from fastapi import FastAPI
+from httpx import AsyncClient, Response
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import AuditEvent
-from app.services.email import ConsoleBackend
-from tests.conftest import PASSWORD, Outbox, create_user, login, make_settings
+from app.core.config import Settings
+from app.models import AuditEvent, User
+from app.services.email import ConsoleBackend, Email
+from app.utils.cookies import CookieNames
+from tests.helpers import PASSWORD, Outbox, create_user, link_token, login, make_settings
 
 NEW_PASSWORD = "another long passphrase 42"
-
-
-def token_in(message) -> str:
-    link = next(word for word in message.text.split() if "token=" in word)
-    return parse_qs(urlparse(link).query)["token"][0]
 
 
 class LoggingOutbox(Outbox):
     """Keeps messages for the test and also logs them like the console backend does."""
 
-    async def send(self, email) -> None:
+    async def send(self, email: Email) -> None:
         await super().send(email)
         await ConsoleBackend(show_body=False).send(email)
 
 
-async def test_a_full_flow_logs_no_password_or_token(app, client, caplog, cookie):
+async def test_a_full_flow_logs_no_password_or_token(
+    app: FastAPI, client: AsyncClient, caplog: pytest.LogCaptureFixture, cookie: CookieNames
+) -> None:
     caplog.set_level(logging.DEBUG)
     outbox = LoggingOutbox()
     app.state.context.mailer.backend = outbox
@@ -37,7 +38,7 @@ async def test_a_full_flow_logs_no_password_or_token(app, client, caplog, cookie
         "/api/v1/auth/register", json={"email": "log@example.com", "password": PASSWORD}
     )
     await mailer.wait_idle()
-    secrets.append(token_in(outbox[-1]))
+    secrets.append(link_token(outbox[-1]))
     await client.post("/api/v1/auth/verify-email", json={"token": secrets[-1]})
     await client.post(
         "/api/v1/auth/login", json={"email": "log@example.com", "password": "wrong" * 4}
@@ -49,7 +50,7 @@ async def test_a_full_flow_logs_no_password_or_token(app, client, caplog, cookie
     secrets += [refreshed.json()["csrf_token"], client.cookies[cookie.refresh]]
     await client.post("/api/v1/auth/password/forgot", json={"email": "log@example.com"})
     await mailer.wait_idle()
-    secrets.append(token_in(outbox[-1]))
+    secrets.append(link_token(outbox[-1]))
     reset = await client.post(
         "/api/v1/auth/password/reset", json={"token": secrets[-1], "new_password": NEW_PASSWORD}
     )
@@ -61,7 +62,9 @@ async def test_a_full_flow_logs_no_password_or_token(app, client, caplog, cookie
         assert secret not in caplog.text
 
 
-async def test_security_events_are_audited(app, client, db, alice, cookie):
+async def test_security_events_are_audited(
+    app: FastAPI, client: AsyncClient, db: AsyncSession, alice: User, cookie: CookieNames
+) -> None:
     await client.post(
         "/api/v1/auth/login", json={"email": "alice@example.com", "password": "x" * 16}
     )
@@ -73,19 +76,19 @@ async def test_security_events_are_audited(app, client, db, alice, cookie):
         json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
     )
     await client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf})
-    events = (await db.exec(select(AuditEvent).order_by(AuditEvent.created_at))).all()
+    events = (await db.exec(select(AuditEvent).order_by(col(AuditEvent.created_at)))).all()
     types = [event.type for event in events]
     assert types[:2] == ["login_failed", "login_succeeded"]
     assert "password_changed" in types and "session_revoked" in types
     failed = events[0]
     assert failed.user_id == alice.id
     assert failed.ip_address == "127.0.0.1"
-    assert "Firefox" in failed.user_agent
+    assert failed.user_agent is not None and "Firefox" in failed.user_agent
 
 
-async def test_cors_allows_only_configured_origins(client):
-    def preflight(origin):
-        return client.options(
+async def test_cors_allows_only_configured_origins(client: AsyncClient) -> None:
+    async def preflight(origin: str) -> Response:
+        return await client.options(
             "/api/v1/auth/login",
             headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
         )
@@ -99,10 +102,12 @@ async def test_cors_allows_only_configured_origins(client):
 
 class TestPlainHttp:
     @pytest.fixture
-    def settings(self):
+    def settings(self) -> Settings:
         return make_settings(cookie_secure=False, cookie_samesite="strict")
 
-    async def test_cookie_flags_follow_settings_and_hsts_is_off(self, app, client):
+    async def test_cookie_flags_follow_settings_and_hsts_is_off(
+        self, app: FastAPI, client: AsyncClient
+    ) -> None:
         await create_user(app)
         response = await login(client)
         for cookie in response.headers.get_list("set-cookie"):

@@ -1,14 +1,21 @@
 import asyncio
 from datetime import timedelta
 
+from fastapi import FastAPI
+from httpx import AsyncClient, Response
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import DeviceSession
+from app.core.tokens import TokenCodec
+from app.models import DeviceSession, User
 from app.models.base import utcnow
-from tests.conftest import PASSWORD, browser
+from app.utils.cookies import CookieNames
+from tests.helpers import PASSWORD, api_tokens, bearer, browser
 
 
-async def test_logout_revokes_the_session_at_once(signed_in, cookie):
+async def test_logout_revokes_the_session_at_once(
+    signed_in: AsyncClient, cookie: CookieNames
+) -> None:
     access = signed_in.cookies[cookie.access]
     response = await signed_in.post("/api/v1/auth/logout")
     assert response.status_code == 204
@@ -18,20 +25,20 @@ async def test_logout_revokes_the_session_at_once(signed_in, cookie):
 
     # The access token has not expired, but its session has: refused on the next request.
     signed_in.cookies.clear()
-    response = await signed_in.get(
-        "/api/v1/users/me", headers={"Authorization": f"Bearer {access}"}
-    )
+    response = await signed_in.get("/api/v1/users/me", headers=bearer(access))
     assert response.status_code == 401
 
 
-async def test_cookie_logout_needs_the_csrf_header(signed_in):
+async def test_cookie_logout_needs_the_csrf_header(signed_in: AsyncClient) -> None:
     del signed_in.headers["X-CSRF-Token"]
     response = await signed_in.post("/api/v1/auth/logout")
     assert response.status_code == 403
     assert (await signed_in.get("/api/v1/users/me")).status_code == 200
 
 
-async def test_csrf_token_of_another_session_is_refused(client, alice, cookie):
+async def test_csrf_token_of_another_session_is_refused(
+    client: AsyncClient, alice: User, cookie: CookieNames
+) -> None:
     """A token planted from a sibling subdomain was signed for another session."""
     first = await client.post(
         "/api/v1/auth/login", json={"email": "alice@example.com", "password": PASSWORD}
@@ -45,41 +52,36 @@ async def test_csrf_token_of_another_session_is_refused(client, alice, cookie):
     assert response.status_code == 403
 
 
-async def test_cross_site_requests_are_refused(signed_in):
+async def test_cross_site_requests_are_refused(signed_in: AsyncClient) -> None:
     response = await signed_in.post("/api/v1/auth/logout", headers={"Sec-Fetch-Site": "cross-site"})
     assert response.status_code == 403
 
 
-async def test_bearer_requests_are_exempt_from_csrf(client, alice):
-    tokens = (
-        await client.post(
-            "/api/v1/auth/token", data={"username": "alice@example.com", "password": PASSWORD}
-        )
-    ).json()
-    response = await client.post(
-        "/api/v1/auth/logout", headers={"Authorization": f"Bearer {tokens['access_token']}"}
-    )
+async def test_bearer_requests_are_exempt_from_csrf(client: AsyncClient, alice: User) -> None:
+    tokens = await api_tokens(client)
+    response = await client.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))
     assert response.status_code == 204
 
 
 # --- Logout once the access token has expired, and with a dead session -------------------------
-async def only_session(db):
+async def only_session(db: AsyncSession) -> DeviceSession:
     return (await db.exec(select(DeviceSession).execution_options(populate_existing=True))).one()
 
 
-def assert_clears_every_cookie(response, cookie) -> None:
+def assert_clears_every_cookie(response: Response, cookie: CookieNames) -> None:
     cleared = {c.split("=", 1)[0]: c for c in response.headers.get_list("set-cookie")}
     assert set(cleared) == set(cookie.all())
     assert all("Max-Age=0" in c for c in cleared.values())
 
 
-def expired_access(app, session) -> str:
-    return app.state.context.tokens.access_token(
-        session.user_id, session.id, utcnow() - timedelta(hours=2)
-    )
+def expired_access(app: FastAPI, session: DeviceSession) -> str:
+    codec: TokenCodec = app.state.context.tokens
+    return codec.access_token(session.user_id, session.id, utcnow() - timedelta(hours=2))
 
 
-async def test_logout_with_only_the_refresh_cookie_revokes_the_session(signed_in, db, cookie):
+async def test_logout_with_only_the_refresh_cookie_revokes_the_session(
+    signed_in: AsyncClient, db: AsyncSession, cookie: CookieNames
+) -> None:
     """The browser dropped the access cookie when it expired; the refresh cookie remains."""
     signed_in.cookies.delete(cookie.access)
     response = await signed_in.post("/api/v1/auth/logout")
@@ -89,8 +91,8 @@ async def test_logout_with_only_the_refresh_cookie_revokes_the_session(signed_in
 
 
 async def test_logout_with_an_expired_access_cookie_falls_back_to_the_refresh_cookie(
-    app, signed_in, db, cookie
-):
+    app: FastAPI, signed_in: AsyncClient, db: AsyncSession, cookie: CookieNames
+) -> None:
     expired = expired_access(app, await only_session(db))
     signed_in.cookies.delete(cookie.access)
     signed_in.cookies.set(cookie.access, expired, domain="testserver")
@@ -100,9 +102,10 @@ async def test_logout_with_an_expired_access_cookie_falls_back_to_the_refresh_co
     assert (await only_session(db)).revoked_at is not None
 
 
-async def test_an_api_client_logs_out_with_its_refresh_token_in_the_body(client, alice, db):
-    form = {"username": "alice@example.com", "password": PASSWORD}
-    tokens = (await client.post("/api/v1/auth/token", data=form)).json()
+async def test_an_api_client_logs_out_with_its_refresh_token_in_the_body(
+    client: AsyncClient, alice: User, db: AsyncSession
+) -> None:
+    tokens = await api_tokens(client)
     response = await client.post(
         "/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}
     )
@@ -110,7 +113,9 @@ async def test_an_api_client_logs_out_with_its_refresh_token_in_the_body(client,
     assert (await only_session(db)).revoked_at is not None
 
 
-async def test_logout_by_refresh_cookie_needs_the_csrf_header(signed_in, db, cookie):
+async def test_logout_by_refresh_cookie_needs_the_csrf_header(
+    signed_in: AsyncClient, db: AsyncSession, cookie: CookieNames
+) -> None:
     signed_in.cookies.delete(cookie.access)
     del signed_in.headers["X-CSRF-Token"]
     response = await signed_in.post("/api/v1/auth/logout")
@@ -119,7 +124,9 @@ async def test_logout_by_refresh_cookie_needs_the_csrf_header(signed_in, db, coo
     assert (await only_session(db)).revoked_at is None
 
 
-async def test_logout_of_a_session_already_gone_still_clears_the_cookies(app, signed_in, cookie):
+async def test_logout_of_a_session_already_gone_still_clears_the_cookies(
+    app: FastAPI, signed_in: AsyncClient, cookie: CookieNames
+) -> None:
     async with browser(app, "alice@example.com") as other:
         assert (await other.post("/api/v1/auth/logout-all")).status_code == 204
     response = await signed_in.post("/api/v1/auth/logout")
@@ -127,7 +134,9 @@ async def test_logout_of_a_session_already_gone_still_clears_the_cookies(app, si
     assert_clears_every_cookie(response, cookie)
 
 
-async def test_logout_with_a_forged_refresh_cookie_is_refused(signed_in, cookie):
+async def test_logout_with_a_forged_refresh_cookie_is_refused(
+    signed_in: AsyncClient, cookie: CookieNames
+) -> None:
     signed_in.cookies.clear()
     signed_in.cookies.set(cookie.refresh, "not.a.token", domain="testserver", path="/api/v1/auth")
     response = await signed_in.post("/api/v1/auth/logout")
@@ -135,13 +144,15 @@ async def test_logout_with_a_forged_refresh_cookie_is_refused(signed_in, cookie)
 
 
 # --- GET /auth/csrf: restoring the CSRF token after a reload -----------------------------------
-async def reload_csrf(http):
+async def reload_csrf(http: AsyncClient) -> Response:
     """What a reloaded page does: it lost the token it kept in memory."""
     http.headers.pop("X-CSRF-Token", None)
     return await http.get("/api/v1/auth/csrf")
 
 
-async def test_the_access_cookie_gets_a_csrf_token_that_works(signed_in, cookie):
+async def test_the_access_cookie_gets_a_csrf_token_that_works(
+    signed_in: AsyncClient, cookie: CookieNames
+) -> None:
     response = await reload_csrf(signed_in)
     assert response.status_code == 200
     token = response.json()["csrf_token"]
@@ -150,7 +161,9 @@ async def test_the_access_cookie_gets_a_csrf_token_that_works(signed_in, cookie)
     assert logout.status_code == 204
 
 
-async def test_the_refresh_cookie_alone_gets_a_csrf_token_that_refreshes(signed_in, cookie):
+async def test_the_refresh_cookie_alone_gets_a_csrf_token_that_refreshes(
+    signed_in: AsyncClient, cookie: CookieNames
+) -> None:
     signed_in.cookies.delete(cookie.access)
     signed_in.cookies.delete(cookie.csrf)
     response = await reload_csrf(signed_in)
@@ -160,23 +173,25 @@ async def test_the_refresh_cookie_alone_gets_a_csrf_token_that_refreshes(signed_
     assert refreshed.status_code == 200
 
 
-async def test_no_cookie_gets_no_csrf_token(client):
+async def test_no_cookie_gets_no_csrf_token(client: AsyncClient) -> None:
     response = await client.get("/api/v1/auth/csrf")
     assert response.status_code == 401
 
 
-async def test_a_revoked_session_gets_no_csrf_token(app, signed_in):
+async def test_a_revoked_session_gets_no_csrf_token(app: FastAPI, signed_in: AsyncClient) -> None:
     async with browser(app, "alice@example.com") as other:
         await other.post("/api/v1/auth/logout-all")
     assert (await reload_csrf(signed_in)).status_code == 401
 
 
-async def test_a_cross_site_page_gets_no_csrf_token(signed_in):
+async def test_a_cross_site_page_gets_no_csrf_token(signed_in: AsyncClient) -> None:
     response = await signed_in.get("/api/v1/auth/csrf", headers={"Sec-Fetch-Site": "cross-site"})
     assert response.status_code == 403
 
 
-async def test_a_burst_of_refresh_cookie_logouts_all_clear_and_none_fails(signed_in, db, cookie):
+async def test_a_burst_of_refresh_cookie_logouts_all_clear_and_none_fails(
+    signed_in: AsyncClient, db: AsyncSession, cookie: CookieNames
+) -> None:
     """A browser with several tabs, each logging out at once after the access token expired."""
     signed_in.cookies.delete(cookie.access)
     responses = await asyncio.gather(*(signed_in.post("/api/v1/auth/logout") for _ in range(50)))

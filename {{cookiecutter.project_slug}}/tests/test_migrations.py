@@ -5,7 +5,7 @@ from sqlmodel import select
 
 from app.models import Permission, Role, User
 from app.services.users import roles_and_permissions
-from tests.conftest import alembic_config
+from tests.helpers import alembic_config
 
 
 def test_models_and_migrations_agree():
@@ -22,7 +22,7 @@ async def test_seeded_roles_and_permissions(db):
 
 
 async def test_admin_role_holds_every_permission(db, app):
-    from tests.conftest import create_user
+    from tests.helpers import create_user
 
     user = await create_user(app, "root@example.com")
     from app.models import UserRole

@@ -22,7 +22,7 @@ from app.api.deps import (
 )
 from app.db.principals import PrincipalReader
 from app.models import Role, UserRole
-from tests.conftest import count_calls
+from tests.helpers import count_calls
 
 # Routes anyone may call. Everything else must authenticate. Some entries may not exist yet.
 PUBLIC_PATHS = frozenset(

@@ -2,25 +2,17 @@
 
 import asyncio
 
-import pytest
+from httpx import AsyncClient
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import AuditEvent, DeviceSession
-from tests.conftest import PASSWORD, make_settings
-
-
-async def api_tokens(client) -> dict:
-    response = await client.post(
-        "/api/v1/auth/token", data={"username": "alice@example.com", "password": PASSWORD}
-    )
-    return response.json()
+from app.core.config import Settings
+from app.models import AuditEvent, DeviceSession, User
+from app.utils.cookies import CookieNames
+from tests.helpers import Clock, api_tokens, bearer, refresh
 
 
-async def refresh(client, token: str):
-    return await client.post("/api/v1/auth/refresh", json={"refresh_token": token})
-
-
-async def test_refresh_rotates_the_pair(client, alice):
+async def test_refresh_rotates_the_pair(client: AsyncClient, alice: User) -> None:
     first = await api_tokens(client)
     response = await refresh(client, first["refresh_token"])
     assert response.status_code == 200
@@ -30,7 +22,9 @@ async def test_refresh_rotates_the_pair(client, alice):
     assert (await refresh(client, second["refresh_token"])).status_code == 200
 
 
-async def test_refresh_tokens_are_stored_only_as_hashes(client, alice, db):
+async def test_refresh_tokens_are_stored_only_as_hashes(
+    client: AsyncClient, alice: User, db: AsyncSession
+) -> None:
     tokens = await api_tokens(client)
     [session] = (await db.exec(select(DeviceSession))).all()
     stored = session.model_dump_json()
@@ -38,7 +32,9 @@ async def test_refresh_tokens_are_stored_only_as_hashes(client, alice, db):
     assert tokens["refresh_token"].split(".")[2] not in stored
 
 
-async def test_concurrent_refreshes_get_the_same_successor(client, alice):
+async def test_concurrent_refreshes_get_the_same_successor(
+    client: AsyncClient, alice: User
+) -> None:
     tokens = await api_tokens(client)
     responses = await asyncio.gather(*(refresh(client, tokens["refresh_token"]) for _ in range(5)))
     assert [r.status_code for r in responses] == [200] * 5
@@ -47,33 +43,32 @@ async def test_concurrent_refreshes_get_the_same_successor(client, alice):
     assert (await refresh(client, successors.pop())).status_code == 200
 
 
-class TestWithoutGraceWindow:
-    @pytest.fixture
-    def settings(self):
-        return make_settings(refresh_grace_seconds=0)
+async def test_reusing_an_old_refresh_token_after_the_grace_window_revokes_the_session(
+    client: AsyncClient, alice: User, db: AsyncSession, settings: Settings, clock: Clock
+) -> None:
+    tokens = await api_tokens(client)
+    rotated = (await refresh(client, tokens["refresh_token"])).json()
 
-    async def test_reusing_an_old_refresh_token_revokes_the_session(self, client, alice, db):
-        tokens = await api_tokens(client)
-        rotated = (await refresh(client, tokens["refresh_token"])).json()
+    clock.advance(settings.refresh_grace_seconds + 1)
+    reused = await refresh(client, tokens["refresh_token"])
+    assert reused.status_code == 401
+    assert reused.json()["code"] == "refresh_token_reused"
 
-        await asyncio.sleep(0.01)  # outside the (zero) grace window
-        reused = await refresh(client, tokens["refresh_token"])
-        assert reused.status_code == 401
-        assert "revoked" in reused.json()["detail"]
-
-        # The replay also kills the legitimate successor and its access token.
-        assert (await refresh(client, rotated["refresh_token"])).status_code == 401
-        headers = {"Authorization": f"Bearer {rotated['access_token']}"}
-        assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
-        events = (await db.exec(select(AuditEvent.type))).all()
-        assert "refresh_reuse_detected" in events
+    # The replay also kills the legitimate successor and its access token.
+    assert (await refresh(client, rotated["refresh_token"])).status_code == 401
+    me = await client.get("/api/v1/users/me", headers=bearer(rotated["access_token"]))
+    assert me.status_code == 401
+    events = (await db.exec(select(AuditEvent.type))).all()
+    assert "refresh_reuse_detected" in events
 
 
-async def test_cookie_refresh_needs_the_csrf_header(signed_in, cookie):
+async def test_cookie_refresh_needs_the_csrf_header(
+    signed_in: AsyncClient, cookie: CookieNames
+) -> None:
     csrf = signed_in.headers.pop("X-CSRF-Token")
     refused = await signed_in.post("/api/v1/auth/refresh")
     assert refused.status_code == 403
-    assert "X-CSRF-Token" in refused.json()["detail"]
+    assert refused.json()["code"] == "csrf_failed"
 
     accepted = await signed_in.post("/api/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
     assert accepted.status_code == 200
@@ -82,6 +77,6 @@ async def test_cookie_refresh_needs_the_csrf_header(signed_in, cookie):
     assert names == set(cookie.all())
 
 
-async def test_refresh_without_any_token_is_a_401(client):
+async def test_refresh_without_any_token_is_a_401(client: AsyncClient) -> None:
     response = await client.post("/api/v1/auth/refresh")
     assert response.status_code == 401

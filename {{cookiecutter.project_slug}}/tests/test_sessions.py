@@ -1,8 +1,13 @@
 """Device sessions: list, revoke one, revoke all; never another user's."""
 
 import uuid
+from contextlib import AbstractAsyncContextManager
 
-from tests.conftest import PASSWORD, browser, create_user, login
+from fastapi import FastAPI
+from httpx import AsyncClient
+
+from app.models import User
+from tests.helpers import Outbox, api_tokens, bearer, browser, create_user, login, refresh
 
 CHROME_MAC = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
@@ -10,12 +15,16 @@ CHROME_MAC = (
 )
 
 
-def second_device(app, email="alice@example.com"):
+def second_device(
+    app: FastAPI, email: str = "alice@example.com"
+) -> AbstractAsyncContextManager[AsyncClient]:
     """The same account signed in from a Mac, from another address."""
     return browser(app, email, user_agent=CHROME_MAC, ip="198.51.100.7")
 
 
-async def test_sessions_list_devices_and_mark_the_current_one(app, signed_in):
+async def test_sessions_list_devices_and_mark_the_current_one(
+    app: FastAPI, signed_in: AsyncClient
+) -> None:
     async with second_device(app):
         response = await signed_in.get("/api/v1/auth/sessions")
     assert response.status_code == 200
@@ -26,7 +35,9 @@ async def test_sessions_list_devices_and_mark_the_current_one(app, signed_in):
     assert sessions["Chrome on Mac OS X"]["ip_address"] == "198.51.100.7"
 
 
-async def test_revoking_one_session_signs_that_device_out(app, signed_in):
+async def test_revoking_one_session_signs_that_device_out(
+    app: FastAPI, signed_in: AsyncClient
+) -> None:
     async with second_device(app) as phone:
         listed = (await signed_in.get("/api/v1/auth/sessions")).json()
         other = next(s for s in listed if not s["current"])
@@ -36,7 +47,7 @@ async def test_revoking_one_session_signs_that_device_out(app, signed_in):
     assert (await signed_in.get("/api/v1/users/me")).status_code == 200
 
 
-async def test_another_users_session_is_a_404(app, signed_in):
+async def test_another_users_session_is_a_404(app: FastAPI, signed_in: AsyncClient) -> None:
     await create_user(app, "bob@example.com")
     async with second_device(app, "bob@example.com") as bob:
         bobs = (await bob.get("/api/v1/auth/sessions")).json()
@@ -47,7 +58,7 @@ async def test_another_users_session_is_a_404(app, signed_in):
     assert unknown.status_code == 404
 
 
-async def test_logout_all_ends_every_session(app, signed_in):
+async def test_logout_all_ends_every_session(app: FastAPI, signed_in: AsyncClient) -> None:
     async with second_device(app) as phone:
         response = await signed_in.post("/api/v1/auth/logout-all")
         assert response.status_code == 204
@@ -55,7 +66,9 @@ async def test_logout_all_ends_every_session(app, signed_in):
     assert (await signed_in.get("/api/v1/users/me")).status_code == 401
 
 
-async def test_new_device_sign_in_sends_a_notice(app, client, alice, outbox):
+async def test_new_device_sign_in_sends_a_notice(
+    app: FastAPI, client: AsyncClient, alice: User, outbox: Outbox
+) -> None:
     await login(client)
     await login(client)  # same browser: no second notice
     async with second_device(app):
@@ -66,17 +79,12 @@ async def test_new_device_sign_in_sends_a_notice(app, client, alice, outbox):
     assert "Chrome on Mac OS X (198.51.100.7)" in notices[1].text
 
 
-async def test_refresh_from_another_device_revokes_the_session(app, client, alice):
-    tokens = (
-        await client.post(
-            "/api/v1/auth/token", data={"username": "alice@example.com", "password": PASSWORD}
-        )
-    ).json()
-    stolen = await client.post(
-        "/api/v1/auth/refresh",
-        json={"refresh_token": tokens["refresh_token"]},
-        headers={"User-Agent": CHROME_MAC},
-    )
+async def test_refresh_from_another_device_revokes_the_session(
+    app: FastAPI, client: AsyncClient, alice: User
+) -> None:
+    tokens = await api_tokens(client)
+    stolen = await refresh(client, tokens["refresh_token"], **{"User-Agent": CHROME_MAC})
     assert stolen.status_code == 401
-    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
-    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
+    assert stolen.json()["code"] == "device_mismatch"
+    me = await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))
+    assert me.status_code == 401

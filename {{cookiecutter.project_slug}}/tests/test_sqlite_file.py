@@ -1,6 +1,5 @@
 """The SQLite database file holds password hashes and sessions: only its owner may read it."""
 
-import os
 import stat
 import subprocess
 import sys
@@ -10,14 +9,14 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from app.main import create_app
-from tests.conftest import PROJECT, make_settings
+from tests.helpers import PROJECT, make_settings, subprocess_environment
 
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-async def test_the_app_creates_the_sqlite_file_private(tmp_path):
+async def test_the_app_creates_the_sqlite_file_private(tmp_path: Path) -> None:
     database = tmp_path / "fresh.db"
     application = create_app(make_settings(database_url=f"sqlite+aiosqlite:///{database}"))
     async with LifespanManager(application):
@@ -32,9 +31,9 @@ async def test_the_app_creates_the_sqlite_file_private(tmp_path):
                 assert mode(path) == 0o600, path
 
 
-def test_migrations_create_the_sqlite_file_private(tmp_path):
+def test_migrations_create_the_sqlite_file_private(tmp_path: Path) -> None:
     database = tmp_path / "migrated.db"
-    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{database}"}
+    env = subprocess_environment(DATABASE_URL=f"sqlite+aiosqlite:///{database}")
     result = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=PROJECT,

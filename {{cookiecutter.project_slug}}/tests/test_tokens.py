@@ -1,52 +1,63 @@
 """JWT rules: pinned algorithm, required claims, typ/aud/iss checked, no PII."""
 
-import asyncio
 import base64
 import json
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
+from httpx import AsyncClient, Response
 
+from app.core.config import Settings
 from app.core.security import derive_key
-from tests.conftest import PASSWORD
+from app.models import User
+from tests.helpers import Clock, Tokens, api_tokens, bearer
+
+Forge = Callable[..., str]
 
 
-def b64(data: dict) -> str:
+def b64(data: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
 @pytest.fixture
-async def bearer(client, alice):
-    response = await client.post(
-        "/api/v1/auth/token", data={"username": "alice@example.com", "password": PASSWORD}
-    )
+async def tokens(client: AsyncClient, alice: User) -> Tokens:
+    """Alice's API tokens, with the client's cookies dropped: only the bearer header counts."""
+    issued = await api_tokens(client)
     client.cookies.clear()
-    return response.json()
+    return issued
 
 
 @pytest.fixture
-def forge(settings):
+def forge(settings: Settings) -> Forge:
     """Sign claims with the service's real key, to prove each rule is checked on its own."""
     key = derive_key(settings.secret_key.get_secret_value(), "jwt")
 
-    def _forge(claims: dict, algorithm: str = "HS256", headers: dict | None = None) -> str:
+    def _forge(
+        claims: dict[str, object],
+        algorithm: str = "HS256",
+        headers: dict[str, object] | None = None,
+    ) -> str:
         return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
 
     return _forge
 
 
-def valid_claims(access: str) -> dict:
+def valid_claims(access: str) -> dict[str, Any]:
     return jwt.decode(access, options={"verify_signature": False})
 
 
-async def me(client, token):
-    return await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+async def me(client: AsyncClient, token: str) -> Response:
+    return await client.get("/api/v1/users/me", headers=bearer(token))
 
 
-async def test_access_token_claims_carry_no_personal_data(bearer, settings):
-    claims = valid_claims(bearer["access_token"])
+async def test_access_token_claims_carry_no_personal_data(
+    tokens: Tokens, settings: Settings
+) -> None:
+    claims = valid_claims(tokens["access_token"])
     assert set(claims) == {"sub", "sid", "jti", "typ", "iat", "exp", "iss", "aud"}
     assert claims["typ"] == "access"
     assert claims["iss"] == settings.jwt_issuer and claims["aud"] == settings.jwt_audience
@@ -54,9 +65,11 @@ async def test_access_token_claims_carry_no_personal_data(bearer, settings):
     assert claims["exp"] - claims["iat"] == settings.access_token_ttl_seconds
 
 
-async def test_a_correctly_forged_token_is_accepted(client, bearer, forge):
+async def test_a_correctly_forged_token_is_accepted(
+    client: AsyncClient, tokens: Tokens, forge: Forge
+) -> None:
     """Control case: the forge helper signs exactly like the service."""
-    assert (await me(client, forge(valid_claims(bearer["access_token"])))).status_code == 200
+    assert (await me(client, forge(valid_claims(tokens["access_token"])))).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -73,64 +86,74 @@ async def test_a_correctly_forged_token_is_accepted(client, bearer, forge):
         pytest.param(lambda c: {**c, "sid": str(uuid.uuid4())}, id="unknown-session"),
     ],
 )
-async def test_forged_claims_are_refused(client, bearer, forge, mutate):
-    token = forge(mutate(valid_claims(bearer["access_token"])))
+async def test_forged_claims_are_refused(
+    client: AsyncClient,
+    tokens: Tokens,
+    forge: Forge,
+    mutate: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    token = forge(mutate(valid_claims(tokens["access_token"])))
     response = await me(client, token)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-async def test_other_algorithms_are_refused(client, bearer, forge):
-    claims = valid_claims(bearer["access_token"])
+async def test_other_algorithms_are_refused(
+    client: AsyncClient, tokens: Tokens, forge: Forge
+) -> None:
+    claims = valid_claims(tokens["access_token"])
     assert (await me(client, forge(claims, algorithm="HS512"))).status_code == 401
 
 
-async def test_alg_none_is_refused(client, bearer):
-    claims = valid_claims(bearer["access_token"])
+async def test_alg_none_is_refused(client: AsyncClient, tokens: Tokens) -> None:
+    claims = valid_claims(tokens["access_token"])
     token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
     assert (await me(client, token)).status_code == 401
 
 
-async def test_embedded_jwk_header_is_refused(client, bearer, forge):
-    claims = valid_claims(bearer["access_token"])
+async def test_embedded_jwk_header_is_refused(
+    client: AsyncClient, tokens: Tokens, forge: Forge
+) -> None:
+    claims = valid_claims(tokens["access_token"])
     token = forge(claims, headers={"jwk": {"kty": "oct", "k": "AAAA"}})
     assert (await me(client, token)).status_code == 401
 
 
-async def test_tampered_payload_is_refused(client, bearer):
-    header, payload, signature = bearer["access_token"].split(".")
+async def test_tampered_payload_is_refused(client: AsyncClient, tokens: Tokens) -> None:
+    header, payload, signature = tokens["access_token"].split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["sub"] = str(uuid.uuid4())
     assert (await me(client, f"{header}.{b64(claims)}.{signature}")).status_code == 401
 
 
-async def test_garbage_token_is_a_401_not_a_500(client):
+async def test_garbage_token_is_a_401_not_a_500(client: AsyncClient) -> None:
     for token in ("", "abc", "a.b.c", "ey.ey.ey"):
         assert (await me(client, token)).status_code == 401
 
 
-async def test_refresh_token_cannot_be_used_as_access_token(client, bearer):
-    assert (await me(client, bearer["refresh_token"])).status_code == 401
+async def test_refresh_token_cannot_be_used_as_access_token(
+    client: AsyncClient, tokens: Tokens
+) -> None:
+    assert (await me(client, tokens["refresh_token"])).status_code == 401
 
 
-async def test_a_token_accepted_before_is_refused_once_it_expires(client, bearer, forge):
+async def test_a_token_accepted_before_is_refused_once_it_expires(
+    client: AsyncClient, tokens: Tokens, settings: Settings, clock: Clock
+) -> None:
     """Verified tokens are remembered (app/core/tokens.py), but the clock is read every time."""
-    expires_at = int(time.time()) + 2
-    token = forge({**valid_claims(bearer["access_token"]), "exp": expires_at})
-    assert (await me(client, token)).status_code == 200
-    await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.05)
-    response = await me(client, token)
+    assert (await me(client, tokens["access_token"])).status_code == 200
+    clock.advance(settings.access_token_ttl_seconds)
+    response = await me(client, tokens["access_token"])
     assert response.status_code == 401
-    assert response.json() == {
-        "detail": "Invalid or expired access token",
-        "code": "invalid_token",
-    }
+    assert response.json()["code"] == "invalid_token"
 
 
-async def test_an_access_token_accepted_before_is_still_no_refresh_token(client, bearer):
+async def test_an_access_token_accepted_before_is_still_no_refresh_token(
+    client: AsyncClient, tokens: Tokens
+) -> None:
     """The remembered answer is 'genuine', not 'good for anything': the type is checked again."""
-    assert (await me(client, bearer["access_token"])).status_code == 200
+    assert (await me(client, tokens["access_token"])).status_code == 200
     response = await client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": bearer["access_token"]}
+        "/api/v1/auth/refresh", json={"refresh_token": tokens["access_token"]}
     )
     assert response.status_code == 401

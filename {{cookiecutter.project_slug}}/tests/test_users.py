@@ -1,11 +1,15 @@
 """/users/me: reading, changing the email, and no mass assignment."""
 
 import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tests.conftest import PASSWORD, create_user, find_user
+from app.models import User
+from tests.helpers import PASSWORD, Outbox, create_user, find_user
 
 
-async def test_me_lists_roles_and_permissions(signed_in):
+async def test_me_lists_roles_and_permissions(signed_in: AsyncClient) -> None:
     me = (await signed_in.get("/api/v1/users/me")).json()
     assert set(me) >= {"id", "email", "is_verified", "roles", "permissions"}
     assert "password_hash" not in me
@@ -20,7 +24,12 @@ async def test_me_lists_roles_and_permissions(signed_in):
         pytest.param({"permissions": ["users:write"]}, id="permissions"),
     ],
 )
-async def test_privileged_fields_cannot_be_assigned(signed_in, db, alice, field):
+async def test_privileged_fields_cannot_be_assigned(
+    signed_in: AsyncClient,
+    db: AsyncSession,
+    alice: User,
+    field: dict[str, object],
+) -> None:
     body = {"email": "alice@example.com", "current_password": PASSWORD, **field}
     response = await signed_in.patch("/api/v1/users/me", json=body)
     assert response.status_code == 422
@@ -29,7 +38,9 @@ async def test_privileged_fields_cannot_be_assigned(signed_in, db, alice, field)
     assert me["roles"] == ["user"] and me["permissions"] == []
 
 
-async def test_changing_the_email_waits_for_the_new_address_to_confirm(signed_in, app, db, outbox):
+async def test_changing_the_email_waits_for_the_new_address_to_confirm(
+    signed_in: AsyncClient, app: FastAPI, db: AsyncSession, outbox: Outbox
+) -> None:
     response = await signed_in.patch(
         "/api/v1/users/me", json={"email": "Alice@New.example", "current_password": PASSWORD}
     )
@@ -42,7 +53,9 @@ async def test_changing_the_email_waits_for_the_new_address_to_confirm(signed_in
     assert await find_user(db, "alice@new.example") is None
 
 
-async def test_changing_the_email_needs_the_current_password(signed_in, db):
+async def test_changing_the_email_needs_the_current_password(
+    signed_in: AsyncClient, db: AsyncSession
+) -> None:
     response = await signed_in.patch(
         "/api/v1/users/me", json={"email": "x@new.example", "current_password": "not it at all"}
     )
@@ -50,7 +63,9 @@ async def test_changing_the_email_needs_the_current_password(signed_in, db):
     assert await find_user(db, "alice@example.com") is not None
 
 
-async def test_an_address_in_use_is_not_revealed(signed_in, app, outbox):
+async def test_an_address_in_use_is_not_revealed(
+    signed_in: AsyncClient, app: FastAPI, outbox: Outbox
+) -> None:
     await create_user(app, "bob@example.com")
     response = await signed_in.patch(
         "/api/v1/users/me", json={"email": "bob@example.com", "current_password": PASSWORD}

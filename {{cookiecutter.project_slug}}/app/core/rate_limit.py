@@ -21,6 +21,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
+from app.core import clock
 from app.core.config import RATE_LIMITER, Settings
 from app.core.security import derive_key
 
@@ -137,11 +138,11 @@ class RateLimiter:
 
     async def _call(self, method: str, limit: Limit, key: str):  # type: ignore[no-untyped-def]
         key = self._digest(key)
-        if self._redis is not None and time.monotonic() >= self._redis_down_until:
+        if self._redis is not None and clock.monotonic() >= self._redis_down_until:
             try:
                 return await getattr(self._redis, method)(limit.item, limit.name, key)
             except StorageError as exc:
-                self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+                self._redis_down_until = clock.monotonic() + REDIS_RETRY_SECONDS
                 logger.warning("Redis unavailable for rate limiting, counting in memory: %s", exc)
         return await getattr(self._memory, method)(limit.item, limit.name, key)
 

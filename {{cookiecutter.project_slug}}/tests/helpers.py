@@ -1,0 +1,209 @@
+"""What tests share besides fixtures: the test settings, sign-in helpers and small probes.
+
+The settings are handed to the app, to alembic and to subprocesses explicitly; nothing here
+rewrites this process's environment.
+"""
+
+import os
+import secrets
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypedDict
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from alembic.config import Config
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient, Response
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.config import Settings
+from app.models import User
+from app.services import users
+from app.services.email import Email
+
+PROJECT = Path(__file__).resolve().parent.parent
+SEEDED_ROLES = ("user", "admin")
+PASSWORD = "correct horse battery staple"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+ALICE = "alice@example.com"
+
+# Without TEST_DATABASE_URL: a SQLite file in a directory the session fixture removes.
+SQLITE_DIR = None if os.environ.get("TEST_DATABASE_URL") else tempfile.mkdtemp(prefix="auth-tests-")
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or (
+    f"sqlite+aiosqlite:///{SQLITE_DIR}/test.db"
+)
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
+# Cheap argon2 parameters keep the suite fast; the hashing code path is the same.
+TEST_SETTINGS: dict[str, Any] = {
+    "environment": "test",
+    "secret_key": secrets.token_urlsafe(48),
+    "database_url": TEST_DATABASE_URL,
+    # With TEST_REDIS_URL every test runs on the Redis limiter: same behaviour, both backends.
+    "redis_url": TEST_REDIS_URL,
+    "argon2_time_cost": 1,
+    "argon2_memory_cost": 1024,
+    "argon2_parallelism": 1,
+    "frontend_url": "https://frontend.example",
+    "cors_origins": ["https://frontend.example"],
+    "smtp_host": None,
+}
+
+
+def make_settings(**overrides: Any) -> Settings:
+    return Settings(_env_file=None, **{**TEST_SETTINGS, **overrides})
+
+
+def subprocess_environment(**overrides: str) -> dict[str, str]:
+    """The environment of a subprocess (CLI, alembic, a server) that must see the test settings."""
+    environ = {key.upper(): _env_value(value) for key, value in TEST_SETTINGS.items()}
+    return {**os.environ, **environ, **overrides}
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return "" if value is None else str(value)
+
+
+def alembic_config(database_url: str = TEST_DATABASE_URL) -> Config:
+    """alembic.ini with the database handed over directly (alembic/env.py reads it first)."""
+    config = Config(str(PROJECT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+class Outbox(list[Email]):
+    """An email backend that keeps messages for the test to read."""
+
+    async def send(self, email: Email) -> None:
+        self.append(email)
+
+    def to(self, address: str, subject_part: str = "") -> list[Email]:
+        return [m for m in self if m.to == address and subject_part in m.subject]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on: for a server a test starts, or one that is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def link_token(email: Email, page: str | None = None) -> str:
+    """The token of the link an email carries; with `page`, the link must lead to that page."""
+    link = next(word for word in email.text.split() if "token=" in word)
+    if page is not None:
+        assert link.startswith(f"https://frontend.example/{page}?token="), link
+    return parse_qs(urlparse(link).query)["token"][0]
+
+
+async def create_user(
+    app: FastAPI, email: str = ALICE, password: str = PASSWORD, **fields: object
+) -> User:
+    """A verified, active user straight in the database."""
+    context = app.state.context
+    async with app.state.sessionmaker() as db:
+        user = await users.create_user(
+            db, email, await context.passwords.hash(password), is_verified=True
+        )
+        assert user is not None
+        for name, value in fields.items():
+            setattr(user, name, value)
+        db.add(user)
+        await db.commit()
+        return user
+
+
+async def login(client: AsyncClient, email: str = ALICE, password: str = PASSWORD) -> Response:
+    """Sign in as a browser does (cookies); fails the test unless it succeeds."""
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return response
+
+
+class Tokens(TypedDict):
+    access_token: str
+    refresh_token: str
+    token_type: str
+
+
+async def api_tokens(client: AsyncClient, email: str = ALICE, password: str = PASSWORD) -> Tokens:
+    """Sign in as an API client does (the token endpoint); fails the test unless it succeeds."""
+    form = {"username": email, "password": password}
+    response = await client.post("/api/v1/auth/token", data=form)
+    assert response.status_code == 200, response.text
+    tokens: Tokens = response.json()
+    return tokens
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    """The header an API client sends its access token in."""
+    return {"Authorization": f"Bearer {access_token}"}
+
+
+async def refresh(client: AsyncClient, refresh_token: str, **headers: str) -> Response:
+    """Rotate a refresh token the API-client way (in the body)."""
+    body = {"refresh_token": refresh_token}
+    return await client.post("/api/v1/auth/refresh", json=body, headers=headers)
+
+
+@asynccontextmanager
+async def browser(
+    app: FastAPI,
+    email: str,
+    user_agent: str = BROWSER,
+    ip: str = "127.0.0.1",
+) -> AsyncIterator[AsyncClient]:
+    """Another browser with its own cookie jar, signed in as `email`, CSRF header set."""
+    async with AsyncClient(
+        transport=ASGITransport(app=app, client=(ip, 4000)),
+        base_url="https://testserver",
+        headers={"User-Agent": user_agent},
+    ) as http:
+        response = await login(http, email)
+        http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+        yield http
+
+
+async def find_user(db: AsyncSession, email: str) -> User | None:
+    return (await db.exec(select(User).where(User.email == email))).first()
+
+
+Calls = list[tuple[Any, ...]]  # the positional arguments of each recorded call
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> Calls:
+    """Record each call of `owner.name` (still calling through) and return the record."""
+    calls: Calls = []
+    original: Callable[..., object] = getattr(owner, name)
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
+class Clock:
+    """The service's clock (app/core/clock.py) in a test: real time, plus however far the test
+    has moved it. Time keeps running, so ordering by timestamp still works."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def timestamp(self) -> float:
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
