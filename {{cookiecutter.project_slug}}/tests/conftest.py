@@ -129,6 +129,7 @@ def cookie(settings: Settings) -> CookieNames:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     """The service's clock, for a test to move forward instead of sleeping."""
     moved = Clock()
+    monkeypatch.setattr(service_clock, "now", moved.now)
     monkeypatch.setattr(service_clock, "timestamp", moved.timestamp)
     monkeypatch.setattr(service_clock, "monotonic", moved.monotonic)
     return moved

@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
 from urllib.parse import parse_qs, urlparse
@@ -198,6 +199,9 @@ class Clock:
 
     def __init__(self) -> None:
         self.offset = 0.0
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.timestamp(), UTC)
 
     def timestamp(self) -> float:
         return time.time() + self.offset

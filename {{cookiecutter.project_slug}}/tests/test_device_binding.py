@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core.config import Settings
 from app.models import AuditEvent, DeviceSession, User
 from app.models.base import utcnow
-from tests.helpers import api_tokens, bearer, make_settings, refresh
+from tests.helpers import Clock, api_tokens, bearer, make_settings, refresh
 
 FIREFOX_134 = "Mozilla/5.0 (X11; Linux x86_64; rv:134.0) Gecko/20100101 Firefox/134.0"
 CHROME_LINUX = (
@@ -75,14 +75,10 @@ class TestBindingOff:
 
 
 async def test_an_idle_session_expires_at_its_next_refresh(
-    client: AsyncClient, alice: User, db: AsyncSession, settings: Settings
+    client: AsyncClient, alice: User, settings: Settings, clock: Clock
 ) -> None:
     tokens = await api_tokens(client)
-    session = (await db.exec(select(DeviceSession))).one()
-    idle = timedelta(seconds=settings.session_idle_timeout_seconds + 60)
-    session.last_seen_at = utcnow() - idle
-    db.add(session)
-    await db.commit()
+    clock.advance(settings.session_idle_timeout_seconds + 1)
     response = await refresh(client, tokens["refresh_token"])
     assert response.status_code == 401
     assert response.json()["code"] == "session_idle"
