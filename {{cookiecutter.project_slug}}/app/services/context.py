@@ -17,7 +17,7 @@ from app.services.email import Mailer
 @dataclass(frozen=True, slots=True)
 class Context:
     settings: Settings
-    passwords: PasswordHasher
+    hasher: PasswordHasher
     tokens: TokenCodec
     csrf: CsrfTokens
     limiter: RateLimiter
@@ -34,7 +34,7 @@ class Context:
         later = Deferred(sessionmaker)
         return cls(
             settings=settings,
-            passwords=PasswordHasher(settings),
+            hasher=PasswordHasher(settings),
             tokens=TokenCodec(settings),
             csrf=CsrfTokens(secret),
             limiter=RateLimiter(
