@@ -54,16 +54,19 @@ class RoleView:
 
 
 class RevokeReason(StrEnum):
-    """Why a session ended, as stored on the session and in its audit event."""
+    """Why a session ended, as stored on the session and in its audit event.
+
+    Reasons, not secrets: the `noqa`s silence the hard-coded password check their names trip.
+    """
 
     LOGOUT = "logout"
     LOGOUT_ALL = "logout_all"
     REVOKED_BY_USER = "revoked_by_user"
     REVOKED_BY_ADMIN = "revoked_by_admin"
     REVOKED_BY_OPERATOR = "revoked_by_operator"
-    PASSWORD_CHANGED = "password_changed"
-    PASSWORD_RESET_BY_OPERATOR = "password_reset_by_operator"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105
+    PASSWORD_RESET_BY_OPERATOR = "password_reset_by_operator"  # noqa: S105
     DEACTIVATED = "deactivated"
     IDLE_TIMEOUT = "idle_timeout"
     DEVICE_MISMATCH = "device_mismatch"
-    REFRESH_TOKEN_REUSE = "refresh_token_reuse"
+    REFRESH_TOKEN_REUSE = "refresh_token_reuse"  # noqa: S105

@@ -118,9 +118,7 @@ async def test_users_me_needs_authentication(client):
 
 async def test_login_rehashes_when_argon2_parameters_change(app, client, alice, db):
     # As if ARGON2_TIME_COST changed between deployments.
-    app.state.context.hasher._argon2 = PasswordHasher(
-        time_cost=2, memory_cost=1024, parallelism=1
-    )
+    app.state.context.hasher._argon2 = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1)
     await login(client)
     user = await db.get(User, alice.id)
     assert user is not None

@@ -16,25 +16,26 @@ Values go through the column types' own SQLAlchemy processors, so they match the
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Callable, Sequence
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, Select, bindparam, null, select, union_all
+from sqlalchemy import ColumnElement, bindparam, inspect, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Mapped
 from sqlmodel import col
+from sqlmodel.sql.expression import Select
 
 from app.domain import Principal
 from app.models import DeviceSession, Permission, Role, RolePermission, User, UserRole
 
 
-def grants_query(*leading: ColumnElement[Any]) -> Select[Any]:
+def grants_query(*leading: ColumnElement[Any] | Mapped[Any]) -> Select[*tuple[Any, ...]]:
     """What users hold: one row per (role, permission) of their roles, the permission NULL for
     a role without any. Every read of a user's roles and permissions starts here."""
     return (
-        select(*leading, col(Role.name), col(Permission.name))
+        Select(*leading, col(Role.name), col(Permission.name))
         .select_from(UserRole)
         .join(Role, col(Role.id) == UserRole.role_id)
         .outerjoin(RolePermission, col(RolePermission.role_id) == Role.id)
@@ -44,12 +45,9 @@ def grants_query(*leading: ColumnElement[Any]) -> Select[Any]:
 
 MAX_POSTGRES_CONNECTIONS = 5  # per worker, besides the engine's pool; each read is one round trip
 
-USER_COLUMNS: tuple[ColumnElement[Any], ...] = (
-    col(User.id),
-    col(User.email),
-    col(User.is_verified),
-    col(User.created_at),
-    col(User.last_login_at),
+USER_COLUMNS = tuple(
+    inspect(User).columns[name]
+    for name in ("id", "email", "is_verified", "created_at", "last_login_at")
 )
 NO_USER = tuple(null() for _ in USER_COLUMNS)
 
@@ -151,9 +149,7 @@ class _EngineConnection:
 class _SqliteConnection:
     """A connection of our own, opened on first use and used only for this read."""
 
-    def __init__(
-        self, engine: AsyncEngine, args: Sequence[Any], kwargs: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         self.args = args
         # Autocommit reads that never wait: a busy database goes to the fallback instead.
         self.kwargs = {**kwargs, "isolation_level": None, "check_same_thread": False, "timeout": 0}

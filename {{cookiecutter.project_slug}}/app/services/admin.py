@@ -136,7 +136,9 @@ class AdminService:
         await self.db.commit()
         return await self.get_user(user.id)
 
-    async def delete_user(self, principal: Principal, user_id: uuid.UUID, client: ClientInfo) -> None:
+    async def delete_user(
+        self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
+    ) -> None:
         """Delete the user; their sessions, roles and tokens go with them (FK cascade)."""
         await self._begin()
         user = await self._user(user_id)
@@ -249,9 +251,7 @@ class AdminService:
             done.append("description")
         if done:
             detail = _limit(f"{role.name}: {'; '.join(done)}")
-            audit.record(
-                self.db, AuditEventType.ROLE_UPDATED, client, principal.id, detail=detail
-            )
+            audit.record(self.db, AuditEventType.ROLE_UPDATED, client, principal.id, detail=detail)
         await self.db.commit()  # also ends the exclusive transaction when nothing changed
         return await self._role_view(role.id)
 

@@ -9,7 +9,7 @@ import uuid
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import AuditEventType, AuditEvent
+from app.models import AuditEvent, AuditEventType
 from app.services.context import ClientInfo
 
 

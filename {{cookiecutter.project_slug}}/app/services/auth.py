@@ -264,8 +264,9 @@ class AuthService:
         return await users.view(self.db, user)
 
     async def request_email_change(self, user_id: uuid.UUID, new_email: str) -> None:
-        """`change_email`'s work after the response. The old address is told either way; a free new one gets the confirmation link, a
-        taken one (its owner) a rate-limited notice."""
+        """`change_email`'s work after the response. The old address is told either way; a
+        free new one gets the confirmation link, a taken one (its owner) a rate-limited
+        notice."""
         user = await self.db.get(User, user_id)
         if user is None or not user.is_active:
             return

@@ -83,7 +83,9 @@ class SessionService:
         """Raise unless the session can still be used (not revoked, expired or idle)."""
         await self._usable_session(session_id, user_id)
 
-    async def rotate(self, refresh_token: str, claims: TokenClaims, client: ClientInfo) -> IssuedTokens:
+    async def rotate(
+        self, refresh_token: str, claims: TokenClaims, client: ClientInfo
+    ) -> IssuedTokens:
         """Trade a refresh token (decoded by the caller) for its successor.
 
         The current token rotates with a compare-and-swap on the generation, so two workers
@@ -218,7 +220,10 @@ class SessionService:
         keep: uuid.UUID | None = None,
     ) -> int:
         """Revoke every live session of a user except `keep`, in the caller's transaction."""
-        conditions = [col(DeviceSession.user_id) == user_id, col(DeviceSession.revoked_at).is_(None)]
+        conditions = [
+            col(DeviceSession.user_id) == user_id,
+            col(DeviceSession.revoked_at).is_(None),
+        ]
         if keep is not None:
             conditions.append(col(DeviceSession.id) != keep)
         result = await self.db.exec(
@@ -295,7 +300,11 @@ class SessionService:
         detail = f"session {session.id} ({session.device_label})"
         if binding == "warn":
             await audit.record_now(
-                self.db, AuditEventType.SESSION_FINGERPRINT_MISMATCH, client, session.user_id, detail
+                self.db,
+                AuditEventType.SESSION_FINGERPRINT_MISMATCH,
+                client,
+                session.user_id,
+                detail,
             )
             return
         audit.record(

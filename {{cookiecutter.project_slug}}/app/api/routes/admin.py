@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, status
 
 from app.api.deps import Client, Ctx, Db, require_permissions
 from app.api.routes import API_PREFIX
+from app.domain import Principal
 from app.schemas.admin import (
     AdminUserUpdate,
     RoleCreate,
@@ -15,7 +16,6 @@ from app.schemas.admin import (
     SessionInfo,
     UserPage,
 )
-from app.domain import Principal
 from app.schemas.errors import ERROR_RESPONSES
 from app.schemas.user import UserRead
 from app.services.admin import AdminService
@@ -104,9 +104,7 @@ async def list_roles(principal: RolesReader, admin: Admin) -> list[RoleRead]:
 async def create_role(
     body: RoleCreate, principal: RolesWriter, admin: Admin, client: Client
 ) -> RoleRead:
-    role = await admin.create_role(
-        principal, body.name, body.description, body.permissions, client
-    )
+    role = await admin.create_role(principal, body.name, body.description, body.permissions, client)
     return RoleRead.of(role)
 
 
@@ -118,4 +116,3 @@ async def update_role(
         principal, role_id, client, description=body.description, permissions=body.permissions
     )
     return RoleRead.of(role)
-
