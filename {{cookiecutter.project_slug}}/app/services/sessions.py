@@ -69,7 +69,7 @@ class SessionService:
         refresh = self._refresh_token(session)
         session.refresh_token_hash = sha256_hex(refresh)
         self.db.add(session)
-        return session, self._issue(session, user.id, refresh, now)
+        return session, self._issue(session, refresh, now)
 
     async def is_known_device(self, user_id: uuid.UUID, fingerprint: str) -> bool:
         result = await self.db.exec(
@@ -107,11 +107,9 @@ class SessionService:
             await self.db.rollback()
             session = await self._usable_session(claims.session_id, claims.user_id)
             state = self._classify(session, claims, presented, now)
-        if state is Presented.WITHIN_GRACE:
-            await self.db.commit()  # what the checks recorded (a device warning)
-            return self._issue(session, session.user_id, self._refresh_token(session), now)
-        self._end(session, RevokeReason.REFRESH_TOKEN_REUSE)
-        self._record_revocation(session, RevokeReason.REFRESH_TOKEN_REUSE, client)
+        if state is Presented.WITHIN_GRACE:  # the successor again: nothing to write
+            return self._issue(session, self._refresh_token(session), now)
+        self.revoke(session, RevokeReason.REFRESH_TOKEN_REUSE, client)
         await audit.record_now(
             self.db, AuditEventType.REFRESH_REUSE_DETECTED, client, session.user_id
         )
@@ -168,7 +166,7 @@ class SessionService:
         if swapped.rowcount != 1:
             return None
         self._note_ip_change(session.user_id, previous_ip, client)
-        return self._issue(session, session.user_id, successor, now)
+        return self._issue(session, successor, now)
 
     def revoke(
         self, session: DeviceSession, reason: RevokeReason, client: ClientInfo | None = None
@@ -176,19 +174,23 @@ class SessionService:
         """Revoke one session in the caller's transaction."""
         if session.revoked_at is None:
             self._end(session, reason)
-            self._record_revocation(session, reason, client)
+            audit.record(
+                self.db, AuditEventType.SESSION_REVOKED, client, session.user_id, detail=reason
+            )
+
+    async def _revoke_now(
+        self, session: DeviceSession, reason: RevokeReason, client: ClientInfo | None
+    ) -> None:
+        """Revoke a live session for good, though the request that found out is about to fail."""
+        self._end(session, reason)
+        await audit.record_now(
+            self.db, AuditEventType.SESSION_REVOKED, client, session.user_id, detail=reason
+        )
 
     def _end(self, session: DeviceSession, reason: RevokeReason) -> None:
         session.revoked_at = utcnow()
         session.revoked_reason = reason
         self.db.add(session)
-
-    def _record_revocation(
-        self, session: DeviceSession, reason: RevokeReason, client: ClientInfo | None
-    ) -> None:
-        audit.record(
-            self.db, AuditEventType.SESSION_REVOKED, client, session.user_id, detail=reason
-        )
 
     async def list_active(self, user_id: uuid.UUID) -> list[DeviceSession]:
         result = await self.db.exec(
@@ -241,12 +243,10 @@ class SessionService:
             )
         return result.rowcount
 
-    def _issue(
-        self, session: DeviceSession, user_id: uuid.UUID, refresh: str, now: datetime
-    ) -> IssuedTokens:
+    def _issue(self, session: DeviceSession, refresh: str, now: datetime) -> IssuedTokens:
         return IssuedTokens(
             session_id=session.id,
-            access_token=self.ctx.tokens.access_token(user_id, session.id, now),
+            access_token=self.ctx.tokens.access_token(session.user_id, session.id, now),
             refresh_token=refresh,
             csrf_token=self.ctx.csrf.issue(str(session.id)),
         )
@@ -278,14 +278,7 @@ class SessionService:
             raise SessionEnded()
         idle = timedelta(seconds=self.ctx.settings.session_idle_timeout_seconds)
         if now - session.last_seen_at > idle:
-            self._end(session, RevokeReason.IDLE_TIMEOUT)
-            await audit.record_now(
-                self.db,
-                AuditEventType.SESSION_REVOKED,
-                None,
-                session.user_id,
-                detail=RevokeReason.IDLE_TIMEOUT,
-            )
+            await self._revoke_now(session, RevokeReason.IDLE_TIMEOUT, None)
             raise SessionIdle()
         user = await self.db.get(User, user_id)
         if user is None or not user.is_active:
@@ -310,14 +303,7 @@ class SessionService:
         audit.record(
             self.db, AuditEventType.SESSION_FINGERPRINT_MISMATCH, client, session.user_id, detail
         )
-        self._end(session, RevokeReason.DEVICE_MISMATCH)
-        await audit.record_now(
-            self.db,
-            AuditEventType.SESSION_REVOKED,
-            client,
-            session.user_id,
-            detail=RevokeReason.DEVICE_MISMATCH,
-        )
+        await self._revoke_now(session, RevokeReason.DEVICE_MISMATCH, client)
         raise DeviceMismatch()
 
     def _note_ip_change(
