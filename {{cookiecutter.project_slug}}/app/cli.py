@@ -91,11 +91,11 @@ def list_users() -> None:
     """Print every user with their state."""
 
     async def work(db: AsyncSession, _ctx: Context) -> None:
-        for user in (await db.exec(select(User).order_by(col(User.created_at)))).all():
-            roles, _ = await users.roles_and_permissions(db, user.id)
+        accounts = (await db.exec(select(User).order_by(col(User.created_at)))).all()
+        for user in await users.views(db, accounts):
             state = "active" if user.is_active else "disabled"
             verified = "verified" if user.is_verified else "unverified"
-            typer.echo(f"{user.email}\t{state}\t{verified}\t{','.join(roles)}")
+            typer.echo(f"{user.email}\t{state}\t{verified}\t{','.join(user.roles)}")
 
     run(work)
 

@@ -16,6 +16,8 @@ from app.services.email import Mailer
 
 @dataclass(frozen=True, slots=True)
 class Context:
+    """`hasher` hashes and verifies passwords; what a password must be is `core/passwords.py`."""
+
     settings: Settings
     hasher: PasswordHasher
     tokens: TokenCodec
