@@ -50,6 +50,7 @@ COMMON = {
     "app/db/__init__.py",
     "app/db/principals.py",
     "app/db/session.py",
+    "app/domain.py",
     "app/main.py",
     "app/models/__init__.py",
     "app/models/audit.py",

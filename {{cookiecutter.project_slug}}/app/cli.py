@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core.config import get_settings
 from app.core.passwords import normalize_password, password_problem
 from app.db.session import create_engine, create_sessionmaker
+from app.domain import RevokeReason
 from app.models import Role, User, UserRole
 from app.services import users
 from app.services.context import Context
@@ -33,7 +34,7 @@ def run(work: Callable[[AsyncSession, Context], Awaitable[None]]) -> None:
                 await work(db, ctx)
             await ctx.later.wait_idle()
         finally:
-            ctx.passwords.close()
+            ctx.hasher.close()
             await engine.dispose()
 
     asyncio.run(main())
@@ -64,14 +65,15 @@ def create_admin(email: str) -> None:
     password = read_password(email)
 
     async def work(db: AsyncSession, ctx: Context) -> None:
-        password_hash = await ctx.passwords.hash(password)
+        password_hash = await ctx.hasher.hash(password)
         user = await users.get_by_email(db, email)
         if user is None:
             user = await users.create_user(db, email, password_hash, is_verified=True)
         else:
             await users.set_password(db, user, password_hash)
             user.is_active = user.is_verified = True
-            await SessionService(db, ctx).revoke_all(user.id, "password_reset_by_operator", None)
+            reason = RevokeReason.PASSWORD_RESET_BY_OPERATOR
+            await SessionService(db, ctx).revoke_all(user.id, reason, None)
         if user is None:
             raise typer.BadParameter(f"{email} was registered meanwhile; run the command again")
         admin = (await db.exec(select(Role).where(Role.name == "admin"))).one()
@@ -89,11 +91,11 @@ def list_users() -> None:
     """Print every user with their state."""
 
     async def work(db: AsyncSession, _ctx: Context) -> None:
-        for user in (await db.exec(select(User).order_by(col(User.created_at)))).all():
-            roles, _ = await users.roles_and_permissions(db, user.id)
+        accounts = (await db.exec(select(User).order_by(col(User.created_at)))).all()
+        for user in await users.views(db, accounts):
             state = "active" if user.is_active else "disabled"
             verified = "verified" if user.is_verified else "unverified"
-            typer.echo(f"{user.email}\t{state}\t{verified}\t{','.join(roles)}")
+            typer.echo(f"{user.email}\t{state}\t{verified}\t{','.join(user.roles)}")
 
     run(work)
 
@@ -106,7 +108,8 @@ def revoke_sessions(email: str) -> None:
         user = await users.get_by_email(db, email)
         if user is None:
             raise typer.BadParameter(f"no user with email {email}")
-        count = await SessionService(db, ctx).revoke_all(user.id, "revoked_by_operator", None)
+        reason = RevokeReason.REVOKED_BY_OPERATOR
+        count = await SessionService(db, ctx).revoke_all(user.id, reason, None)
         await db.commit()
         typer.echo(f"Revoked {count} session(s) of {user.email}")
 

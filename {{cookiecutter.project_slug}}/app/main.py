@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await context.later.wait_idle()
-        context.passwords.close()
+        context.hasher.close()
         await principals.close()
         await engine.dispose()
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from uvicorn_worker import UvicornWorker
 
 
-class Worker(UvicornWorker):
+class Worker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker ships no type hints
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         **UvicornWorker.CONFIG_KWARGS,
         "proxy_headers": False,

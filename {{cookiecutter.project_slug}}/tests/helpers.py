@@ -112,7 +112,7 @@ async def create_user(
     context = app.state.context
     async with app.state.sessionmaker() as db:
         user = await users.create_user(
-            db, email, await context.passwords.hash(password), is_verified=True
+            db, email, await context.hasher.hash(password), is_verified=True
         )
         assert user is not None
         for name, value in fields.items():

@@ -350,7 +350,7 @@ class TestDummyHash:
         self, app: FastAPI, client: AsyncClient, verifications: Calls
     ) -> None:
         """After ARGON2_* change, unknown emails cost the new parameters, as new hashes do."""
-        app.state.context.passwords._argon2 = PasswordHasher(
+        app.state.context.hasher._argon2 = PasswordHasher(
             time_cost=3, memory_cost=1024, parallelism=1
         )
         assert await self.login_work(client, verifications, "ghost@example.com") == [
@@ -363,7 +363,7 @@ class TestDummyHash:
         """Before its next sign-in such an account costs its old parameters (nothing else can
         be done without the password); one verification, like everybody, and then upgraded."""
         await create_user(app, "old@example.com")
-        app.state.context.passwords._argon2 = PasswordHasher(
+        app.state.context.hasher._argon2 = PasswordHasher(
             time_cost=3, memory_cost=1024, parallelism=1
         )
         assert len(await self.login_work(client, verifications, "old@example.com")) == 1

@@ -218,7 +218,7 @@ class TestTokenForm:
         self, app: FastAPI, client: AsyncClient, monkeypatch: pytest.MonkeyPatch, field: str
     ) -> None:
         limiter_hits = count_calls(monkeypatch, type(app.state.context.limiter), "hit")
-        hashes = count_calls(monkeypatch, type(app.state.context.passwords), "verify_dummy")
+        hashes = count_calls(monkeypatch, type(app.state.context.hasher), "verify_dummy")
         fields = {"username": "someone@example.com", "password": SECRET}
         fields[field] = "a" * 300 + ("@example.com" if field == "username" else "")
         response = await client.post("/api/v1/auth/token", data=fields)
@@ -490,8 +490,8 @@ async def test_the_longest_allowed_email_is_accepted(
 async def test_a_password_of_129_code_points_is_refused_before_any_hash(
     client: AsyncClient, app: FastAPI, alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hashes = count_calls(monkeypatch, type(app.state.context.passwords), "verify")
-    dummies = count_calls(monkeypatch, type(app.state.context.passwords), "verify_dummy")
+    hashes = count_calls(monkeypatch, type(app.state.context.hasher), "verify")
+    dummies = count_calls(monkeypatch, type(app.state.context.hasher), "verify_dummy")
     response = await client.post(
         "/api/v1/auth/login", json={"email": "alice@example.com", "password": "é" * 129}
     )

@@ -127,9 +127,7 @@ async def test_login_rehashes_when_argon2_parameters_change(
     app: FastAPI, client: AsyncClient, alice: User, db: AsyncSession
 ) -> None:
     # As if ARGON2_TIME_COST changed between deployments.
-    app.state.context.passwords._argon2 = PasswordHasher(
-        time_cost=2, memory_cost=1024, parallelism=1
-    )
+    app.state.context.hasher._argon2 = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1)
     await login(client)
     user = await db.get(User, alice.id)
     assert user is not None

@@ -21,7 +21,7 @@ from app.api.routes import API_PREFIX
 from app.core.config import Settings
 from app.core.security import CSRF_TOKEN_MAX_LENGTH
 from app.core.tokens import TokenClaims, TokenError, TokenType
-from app.db.principals import Principal
+from app.domain import Principal as Principal  # re-exported: routes annotate with it
 from app.schemas.auth import RefreshRequest
 from app.services.auth import AuthService
 from app.services.context import ClientInfo, Context
@@ -35,7 +35,8 @@ CSRF_HEADER = "X-CSRF-Token"
 
 
 async def get_context(request: Request) -> Context:
-    return request.app.state.context
+    context: Context = request.app.state.context
+    return context
 
 
 Ctx = Annotated[Context, Depends(get_context)]
@@ -153,7 +154,9 @@ def session_credentials(
 async def get_refresh_credentials(
     request: Request, body: RefreshRequest | None = None
 ) -> SessionCredentials:
-    """The refresh token: API clients send it in the body, browsers the cookie (+ CSRF)."""
+    """The refresh token: API clients send it in the body, browsers the cookie (+ CSRF).
+
+    Read, decoded and CSRF-checked here, once: `SessionService.rotate` gets the claims."""
     token = body.refresh_token if body is not None else None
     return session_credentials(request, access=False, bearer=False, refresh_body=token)
 
@@ -182,7 +185,7 @@ class AccessTokenAuth(SecurityBase):
     API clients send `Authorization: Bearer <token>` (the /docs Authorize button gets one from
     /auth/token); browsers send the HttpOnly access cookie set by /auth/login. One dependency
     reads both, because FastAPI solves each sub-dependency on every request, and two
-    header-reading schemes under this one cost a tenth of an authenticated request.
+    header-reading schemes under this one would add their own work to every request.
     """
 
     def __init__(self, form_url: str) -> None:

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
@@ -79,14 +80,17 @@ class RateLimiter:
         self._redis: MovingWindowRateLimiter | None = None
         self._redis_down_until = 0.0
         if redis_url:
-            self._redis_storage = storage_from_string(
+            storage = storage_from_string(
                 f"async+{redis_url}",
                 implementation="redispy",
                 wrap_exceptions=True,
                 socket_connect_timeout=0.5,
                 socket_timeout=0.5,
             )
-            self._redis = MovingWindowRateLimiter(self._redis_storage)
+            if not isinstance(storage, Storage):  # an async+ URL always gives an async one
+                raise TypeError(f"not an asyncio storage: {type(storage).__name__}")
+            self._redis_storage = storage
+            self._redis = MovingWindowRateLimiter(storage)
 
     async def hit(self, limit: Limit, key: str) -> None:
         """Count one event; raise `RateLimitExceeded` when the limit is already used up.
@@ -129,14 +133,16 @@ class RateLimiter:
 
     async def _retry_after(self, limit: Limit, key: str) -> int:
         stats = await self._call("get_window_stats", limit, key)
-        return max(1, math.ceil(stats.reset_time - time.time()))
+        reset_time: float = stats.reset_time
+        return max(1, math.ceil(reset_time - time.time()))
 
     def _digest(self, key: str) -> str:
         # surrogatepass: a lone surrogate that slipped through input validation still counts
         encoded = key.encode("utf-8", "surrogatepass")
         return hmac.new(self._key, encoded, hashlib.sha256).hexdigest()
 
-    async def _call(self, method: str, limit: Limit, key: str):  # type: ignore[no-untyped-def]
+    async def _call(self, method: str, limit: Limit, key: str) -> Any:
+        """The strategy's `method`, on Redis while it answers, else in memory."""
         key = self._digest(key)
         if self._redis is not None and clock.monotonic() >= self._redis_down_until:
             try:

@@ -17,7 +17,7 @@ from app.core.security import derive_key
 TokenType = Literal["access", "refresh"]
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "sid", "jti", "typ", "iss", "aud"]
 FORBIDDEN_HEADERS = {"jwk", "jku", "x5u", "x5c", "kid"}
-VERIFIED_TOKENS_KEPT = 4096  # per worker: a few MB at most
+VERIFIED_TOKENS_KEPT = 4096  # per worker; small claims objects, so little memory
 
 
 class TokenError(Exception):
@@ -45,7 +45,7 @@ class TokenCodec:
         # Whether a token is genuine depends only on the token and the key, so the answer is
         # kept for tokens seen lately (as Envoy's jwt_cache does); only the clock and the
         # expected type are checked again. A client reuses its access token for its whole
-        # life, and verifying it was a quarter of an authenticated request.
+        # life, and verifying the signature was a large share of an authenticated request.
         self._verified = lru_cache(maxsize=VERIFIED_TOKENS_KEPT)(self._verify)
 
     def access_token(self, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> str:

@@ -1,12 +1,12 @@
 """The read behind every authenticated request, kept off the ORM.
 
 Each request reads its session, user and grants afresh, so logout, revocation, deactivation and
-role changes apply at once in every worker: nothing is cached between requests. Through the ORM
-that read cost about 3 ms; here it is one statement, built with SQLAlchemy and compiled once,
-run on a raw driver connection:
+role changes apply at once in every worker: nothing is cached between requests. The ORM made
+that read the bulk of an authenticated request; here it is one statement, built with SQLAlchemy
+and compiled once, run on a raw driver connection (benchmarks/README.md has the figures):
 
-* SQLite: a connection used right on the event loop. The read takes about 20 µs, less than a
-  hop to aiosqlite's thread, and in WAL mode readers never wait for writers.
+* SQLite: a connection used right on the event loop. The read is quicker than a hop to
+  aiosqlite's thread, and in WAL mode readers never wait for writers.
 * PostgreSQL: one round trip on a few asyncpg connections of its own, with no pre-ping (a
   connection the server dropped is replaced and the read tried once more).
 
@@ -16,39 +16,39 @@ Values go through the column types' own SQLAlchemy processors, so they match the
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import bindparam, null, select, union_all
+from sqlalchemy import ColumnElement, bindparam, inspect, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Mapped
 from sqlmodel import col
+from sqlmodel.sql.expression import Select
 
+from app.domain import Principal
 from app.models import DeviceSession, Permission, Role, RolePermission, User, UserRole
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: the user behind a live session, read for this request.
-
-    A snapshot, not attached to any database session: services that change the user load it.
-    """
-
-    id: uuid.UUID
-    session_id: uuid.UUID
-    email: str
-    is_verified: bool
-    created_at: datetime
-    last_login_at: datetime | None
-    roles: tuple[str, ...]
-    permissions: tuple[str, ...]
+def grants_query(*leading: ColumnElement[Any] | Mapped[Any]) -> Select[*tuple[Any, ...]]:
+    """What users hold: one row per (role, permission) of their roles, the permission NULL for
+    a role without any. Every read of a user's roles and permissions starts here."""
+    return (
+        Select(*leading, col(Role.name), col(Permission.name))
+        .select_from(UserRole)
+        .join(Role, col(Role.id) == UserRole.role_id)
+        .outerjoin(RolePermission, col(RolePermission.role_id) == Role.id)
+        .outerjoin(Permission, col(Permission.id) == RolePermission.permission_id)
+    )
 
 
 MAX_POSTGRES_CONNECTIONS = 5  # per worker, besides the engine's pool; each read is one round trip
 
-USER_COLUMNS = (User.id, User.email, User.is_verified, User.created_at, User.last_login_at)
+USER_COLUMNS = tuple(
+    inspect(User).columns[name]
+    for name in ("id", "email", "is_verified", "created_at", "last_login_at")
+)
 NO_USER = tuple(null() for _ in USER_COLUMNS)
 
 # One row for the user, when the session is live, then one row per (role, permission) held.
@@ -64,12 +64,7 @@ PRINCIPAL_QUERY = union_all(
         col(DeviceSession.expires_at) > bindparam("now"),
         col(User.is_active).is_(True),
     ),
-    select(*NO_USER, col(Role.name), col(Permission.name))
-    .select_from(UserRole)
-    .join(Role, col(Role.id) == UserRole.role_id)
-    .outerjoin(RolePermission, col(RolePermission.role_id) == Role.id)
-    .outerjoin(Permission, col(Permission.id) == RolePermission.permission_id)
-    .where(col(UserRole.user_id) == bindparam("user_id")),
+    grants_query(*NO_USER).where(col(UserRole.user_id) == bindparam("user_id")),
 )
 
 
@@ -154,16 +149,17 @@ class _EngineConnection:
 class _SqliteConnection:
     """A connection of our own, opened on first use and used only for this read."""
 
-    def __init__(self, engine: AsyncEngine, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    def __init__(self, engine: AsyncEngine, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         self.args = args
-        self.kwargs = {**kwargs, "isolation_level": None, "check_same_thread": False}
+        # Autocommit reads that never wait: a busy database goes to the fallback instead.
+        self.kwargs = {**kwargs, "isolation_level": None, "check_same_thread": False, "timeout": 0}
         self.fallback = _EngineConnection(engine)
         self.connection: sqlite3.Connection | None = None
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
         try:
             if self.connection is None:
-                self.connection = sqlite3.connect(*self.args, **self.kwargs, timeout=0)
+                self.connection = sqlite3.connect(*self.args, **self.kwargs)
                 self.connection.execute("PRAGMA query_only = ON")
             return self.connection.execute(sql, args).fetchall()
         except sqlite3.OperationalError:
@@ -183,7 +179,7 @@ class _PostgresConnection:
     as the query itself. The read sets no session state, so there is nothing to reset.
     """
 
-    def __init__(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         import asyncpg  # only installed in the PostgreSQL variant
 
         self.connect = partial(asyncpg.connect, *args, **kwargs)
@@ -211,7 +207,7 @@ class _PostgresConnection:
 
     async def _fetch_on(self, connection: Any, sql: str, args: Sequence[Any]) -> Sequence[Any]:
         try:
-            rows = await connection.fetch(sql, *args)
+            rows = cast(Sequence[Any], await connection.fetch(sql, *args))
         except BaseException:
             connection.terminate()  # broken, or cancelled mid-query: never reused
             raise

@@ -61,7 +61,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 async def begin_exclusive(db: AsyncSession) -> None:
     """Make this session's transaction the only writer now, before it reads what it checks.
 
-    Check-then-act guards (the last admin, what an actor holds) must not see a state that a
+    Check-then-act guards (the last admin, what a caller holds) must not see a state that a
     concurrent transaction is about to change. On SQLite this is `BEGIN IMMEDIATE`: the write
     lock is taken before the checks, and concurrent callers wait (up to the busy timeout) instead
     of all reading the same old state. Only callers that need it pay for it: the driver's default

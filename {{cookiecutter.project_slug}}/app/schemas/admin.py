@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.domain import RoleView
 from app.schemas.fields import Description, Name
 from app.schemas.user import UserRead
 
@@ -53,6 +54,15 @@ class RoleRead(BaseModel):
     name: str
     description: str
     permissions: list[str]
+
+    @classmethod
+    def of(cls, role: RoleView) -> "RoleRead":
+        return cls(
+            id=role.id,
+            name=role.name,
+            description=role.description,
+            permissions=list(role.permissions),
+        )
 
 
 class RoleCreate(BaseModel):

@@ -1,10 +1,10 @@
 """The admin API's rules: user management, other users' sessions, roles and permissions.
 
 Privilege boundary (`_authorise`, the one place that decides): an action needs every
-permission it grants and every permission of what it acts on, and the actor must hold them all.
+permission it grants and every permission of what it acts on, and the caller must hold them all.
 
 * Granting: a role created or changed, or roles given to a user, may carry only permissions
-  the actor holds.
+  the caller holds.
 * Acting on a role (its permissions or its description) needs every permission the role has;
   the `admin` role needs every permission that exists. So a `roles:write` holder can neither
   strip nor describe a role it does not fully hold.
@@ -12,8 +12,8 @@ permission it grants and every permission of what it acts on, and the actor must
   its sessions) needs every permission the account has; an `admin` account needs every
   permission. Nobody acts on someone more privileged than themselves.
 * Reading (lists, one user, their sessions) stays with the route's permission alone.
-* The actor's permissions are read again inside the transaction, not taken from the request's
-  snapshot: an actor demoted a moment ago acts with what it holds now.
+* The caller's permissions are read again inside the transaction, not taken from the request's
+  snapshot: a caller demoted a moment ago acts with what it holds now.
 
 Guards: an admin cannot lock themselves out (deactivate or delete their own account, drop
 their own admin role), nobody takes away the last active admin, and the `admin` role keeps every
@@ -29,8 +29,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db.principals import Principal
+from app.db.principals import grants_query
 from app.db.session import begin_exclusive
+from app.domain import Principal, RevokeReason, RoleView, UserView
 from app.models import (
     AuditEventType,
     DeviceSession,
@@ -40,9 +41,7 @@ from app.models import (
     User,
     UserRole,
 )
-from app.schemas.admin import AdminUserUpdate, RoleCreate, RoleRead, RoleUpdate, UserPage
-from app.schemas.user import UserRead
-from app.services import audit
+from app.services import audit, users
 from app.services.context import ClientInfo, Context
 from app.services.errors import (
     AdminRoleFixed,
@@ -66,7 +65,8 @@ class AdminService:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def list_users(self, offset: int, limit: int) -> UserPage:
+    async def list_users(self, offset: int, limit: int) -> tuple[list[UserView], int]:
+        """A page of users in sign-up order, and how many there are in all."""
         total = (await self.db.exec(select(func.count()).select_from(User))).one()
         page = (
             await self.db.exec(
@@ -76,48 +76,54 @@ class AdminService:
                 .limit(limit)
             )
         ).all()
-        grants = await self._grants([user.id for user in page])
-        items = [_read(user, *grants.get(user.id, ([], []))) for user in page]
-        return UserPage(items=items, total=total, offset=offset, limit=limit)
+        return await users.views(self.db, page), total
 
-    async def get_user(self, user_id: uuid.UUID) -> UserRead:
-        user = await self._user(user_id)
-        return _read(user, *(await self._grants([user.id])).get(user.id, ([], [])))
+    async def get_user(self, user_id: uuid.UUID) -> UserView:
+        return await users.view(self.db, await self._user(user_id))
 
     async def update_user(
-        self, actor: Principal, user_id: uuid.UUID, changes: AdminUserUpdate, client: ClientInfo
-    ) -> UserRead:
+        self,
+        principal: Principal,
+        user_id: uuid.UUID,
+        client: ClientInfo,
+        *,
+        is_active: bool | None = None,
+        is_verified: bool | None = None,
+        roles: Sequence[str] | None = None,
+    ) -> UserView:
+        """Fields left None stay as they are; `roles` replaces the user's roles."""
         await self._begin()
         user = await self._user(user_id)
-        current_roles, current = (await self._grants([user.id])).get(user.id, ([], []))
-        new_roles = sorted(set(changes.roles)) if changes.roles is not None else current_roles
-        deactivating = changes.is_active is False
+        current_roles, current = await self._grants(user.id)
+        new_roles = sorted(set(roles)) if roles is not None else current_roles
+        deactivating = is_active is False
         losing_admin = ADMIN_ROLE in current_roles and ADMIN_ROLE not in new_roles
 
-        if user.id == actor.id:
+        if user.id == principal.id:
             if deactivating:
                 raise SelfLockout("You cannot deactivate your own account")
             if losing_admin:
                 raise SelfLockout("You cannot remove your own admin role")
         role_ids, granted = await self._roles(new_roles)
         await self._authorise(
-            actor, "users:write", await self._reach(current_roles, current), granted
+            principal, "users:write", await self._reach(current_roles, current), granted
         )
         if ADMIN_ROLE in current_roles and user.is_active and (deactivating or losing_admin):
             await self._ensure_another_admin(user.id)
 
         done: list[str] = []
-        if changes.roles is not None and new_roles != current_roles:
+        if roles is not None and new_roles != current_roles:
             await self.db.exec(delete(UserRole).where(col(UserRole.user_id) == user.id))
             self.db.add_all(UserRole(user_id=user.id, role_id=role_id) for role_id in role_ids)
             done.append(f"roles={','.join(new_roles) or '-'}")
-        for field in ("is_active", "is_verified"):
-            value = getattr(changes, field)
-            if value is not None and value != getattr(user, field):
-                setattr(user, field, value)
-                done.append(f"{field}={value}")
+        if is_active is not None and is_active != user.is_active:
+            user.is_active = is_active
+            done.append(f"is_active={is_active}")
+        if is_verified is not None and is_verified != user.is_verified:
+            user.is_verified = is_verified
+            done.append(f"is_verified={is_verified}")
         if deactivating:
-            await self.sessions.revoke_all(user.id, "deactivated", client)
+            await self.sessions.revoke_all(user.id, RevokeReason.DEACTIVATED, client)
         if done:
             self.db.add(user)
             audit.record(
@@ -125,25 +131,27 @@ class AdminService:
                 AuditEventType.USER_UPDATED,
                 client,
                 user.id,
-                detail=_limit(f"by {actor.id}: {'; '.join(done)}"),
+                detail=_limit(f"by {principal.id}: {'; '.join(done)}"),
             )
         await self.db.commit()
         return await self.get_user(user.id)
 
-    async def delete_user(self, actor: Principal, user_id: uuid.UUID, client: ClientInfo) -> None:
+    async def delete_user(
+        self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
+    ) -> None:
         """Delete the user; their sessions, roles and tokens go with them (FK cascade)."""
         await self._begin()
         user = await self._user(user_id)
-        if user.id == actor.id:
+        if user.id == principal.id:
             raise SelfLockout("You cannot delete your own account")
-        roles, permissions = (await self._grants([user.id])).get(user.id, ([], []))
-        await self._authorise(actor, "users:write", await self._reach(roles, permissions))
+        roles, permissions = await self._grants(user.id)
+        await self._authorise(principal, "users:write", await self._reach(roles, permissions))
         if ADMIN_ROLE in roles and user.is_active:
             await self._ensure_another_admin(user.id)
         await self.db.delete(user)
         # The event names the acting admin: the deleted user's id cannot be referenced.
         audit.record(
-            self.db, AuditEventType.USER_DELETED, client, actor.id, detail=f"user {user.id}"
+            self.db, AuditEventType.USER_DELETED, client, principal.id, detail=f"user {user.id}"
         )
         await self.db.commit()
 
@@ -154,42 +162,46 @@ class AdminService:
         return await self.sessions.list_active(user_id)
 
     async def revoke_sessions(
-        self, actor: Principal, user_id: uuid.UUID, client: ClientInfo
+        self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
     ) -> None:
         await self._begin()
         await self._user(user_id)
-        roles, permissions = (await self._grants([user_id])).get(user_id, ([], []))
-        await self._authorise(actor, "sessions:write", await self._reach(roles, permissions))
-        await self.sessions.revoke_all(user_id, "revoked_by_admin", client)
+        roles, permissions = await self._grants(user_id)
+        await self._authorise(principal, "sessions:write", await self._reach(roles, permissions))
+        await self.sessions.revoke_all(user_id, RevokeReason.REVOKED_BY_ADMIN, client)
         await self.db.commit()
 
     # --- roles ------------------------------------------------------------------------------
 
-    async def list_roles(self) -> list[RoleRead]:
+    async def list_roles(self) -> list[RoleView]:
         rows = await self.db.exec(
             select(Role, Permission.name)
             .join(RolePermission, col(RolePermission.role_id) == Role.id, isouter=True)
             .join(Permission, col(Permission.id) == RolePermission.permission_id, isouter=True)
             .order_by(col(Role.name), col(Permission.name))
         )
-        roles: dict[uuid.UUID, RoleRead] = {}
+        roles: dict[uuid.UUID, tuple[Role, list[str]]] = {}
         for role, permission in rows:
-            read = roles.setdefault(
-                role.id,
-                RoleRead(id=role.id, name=role.name, description=role.description, permissions=[]),
-            )
+            _, permissions = roles.setdefault(role.id, (role, []))
             if permission:
-                read.permissions.append(permission)
-        return list(roles.values())
+                permissions.append(permission)
+        return [_role_view(role, permissions) for role, permissions in roles.values()]
 
-    async def create_role(self, actor: Principal, body: RoleCreate, client: ClientInfo) -> RoleRead:
-        duplicate = f"A role named '{body.name}' already exists"
+    async def create_role(
+        self,
+        principal: Principal,
+        name: str,
+        description: str,
+        permissions: Sequence[str],
+        client: ClientInfo,
+    ) -> RoleView:
+        duplicate = f"A role named '{name}' already exists"
         await self._begin()
-        if (await self.db.exec(select(Role.id).where(Role.name == body.name))).first():
+        if (await self.db.exec(select(Role.id).where(Role.name == name))).first():
             raise AlreadyExists(duplicate)
-        permission_ids = await self._permission_ids(body.permissions)
-        await self._authorise(actor, "roles:write", set(body.permissions))
-        role = Role(name=body.name, description=body.description)
+        permission_ids = await self._permission_ids(permissions)
+        await self._authorise(principal, "roles:write", set(permissions))
+        role = Role(name=name, description=description)
         self.db.add(role)
         try:
             await self.db.flush()
@@ -197,25 +209,32 @@ class AdminService:
             await self.db.rollback()
             raise AlreadyExists(duplicate) from exc
         self.db.add_all(RolePermission(role_id=role.id, permission_id=p) for p in permission_ids)
-        audit.record(self.db, AuditEventType.ROLE_CREATED, client, actor.id, detail=role.name)
+        audit.record(self.db, AuditEventType.ROLE_CREATED, client, principal.id, detail=role.name)
         await self.db.commit()
-        return await self._role_read(role.id)
+        return await self._role_view(role.id)
 
     async def update_role(
-        self, actor: Principal, role_id: uuid.UUID, body: RoleUpdate, client: ClientInfo
-    ) -> RoleRead:
+        self,
+        principal: Principal,
+        role_id: uuid.UUID,
+        client: ClientInfo,
+        *,
+        description: str | None = None,
+        permissions: Sequence[str] | None = None,
+    ) -> RoleView:
+        """Fields left None stay as they are; `permissions` replaces the role's permissions."""
         await self._begin()
         role = await self.db.get(Role, role_id)
         if role is None:
             raise NotFound("Role not found")
-        current = (await self._role_read(role.id)).permissions
-        wanted = sorted(set(body.permissions)) if body.permissions is not None else current
+        current = list((await self._role_view(role.id)).permissions)
+        wanted = sorted(set(permissions)) if permissions is not None else current
         permission_ids = await self._permission_ids(wanted)  # unknown names first: a 400
         await self._authorise(
-            actor, "roles:write", await self._reach([role.name], current), set(wanted)
+            principal, "roles:write", await self._reach([role.name], current), set(wanted)
         )
         done: list[str] = []
-        if body.permissions is not None:
+        if permissions is not None:
             if role.name == ADMIN_ROLE and set(current) - set(wanted):
                 raise AdminRoleFixed()
             if wanted != current:
@@ -226,15 +245,15 @@ class AdminService:
                     RolePermission(role_id=role.id, permission_id=p) for p in permission_ids
                 )
                 done.append(f"permissions={','.join(wanted) or '-'}")
-        if body.description is not None and body.description != role.description:
-            role.description = body.description
+        if description is not None and description != role.description:
+            role.description = description
             self.db.add(role)
             done.append("description")
         if done:
             detail = _limit(f"{role.name}: {'; '.join(done)}")
-            audit.record(self.db, AuditEventType.ROLE_UPDATED, client, actor.id, detail=detail)
+            audit.record(self.db, AuditEventType.ROLE_UPDATED, client, principal.id, detail=detail)
         await self.db.commit()  # also ends the exclusive transaction when nothing changed
-        return await self._role_read(role.id)
+        return await self._role_view(role.id)
 
     # --- the privilege boundary and the lock ------------------------------------------------
 
@@ -249,27 +268,25 @@ class AdminService:
 
     async def _authorise(
         self,
-        actor: Principal,
+        principal: Principal,
         route_permission: str,
         target: Iterable[str],
         granted: Iterable[str] = (),
     ) -> None:
-        """Refuse unless the actor holds, now, the route's permission, everything the target
+        """Refuse unless the caller holds, now, the route's permission, everything the target
         holds and everything granted."""
         needed = {route_permission, *target, *granted}
-        if not needed <= await self._held(actor.id):
+        if not needed <= await self._held(principal.id):
             raise PrivilegeEscalation()
 
     async def _held(self, user_id: uuid.UUID) -> set[str]:
-        """The actor's permissions as of this transaction; none once deactivated or deleted."""
+        """The caller's permissions as of this transaction; none once deactivated or deleted."""
         rows = await self.db.exec(
-            select(Permission.name)
-            .join(RolePermission, col(RolePermission.permission_id) == Permission.id)
-            .join(UserRole, col(UserRole.role_id) == RolePermission.role_id)
+            grants_query()
             .join(User, col(User.id) == UserRole.user_id)
-            .where(UserRole.user_id == user_id, col(User.is_active).is_(True))
+            .where(col(UserRole.user_id) == user_id, col(User.is_active).is_(True))
         )
-        return set(rows)
+        return {permission for _, permission in rows if permission}
 
     async def _reach(self, roles: Iterable[str], permissions: Iterable[str]) -> set[str]:
         """What acting on a holder of `roles` needs: their permissions, or all for `admin`."""
@@ -285,27 +302,8 @@ class AdminService:
             raise NotFound("User not found")
         return user
 
-    async def _grants(
-        self, user_ids: Iterable[uuid.UUID]
-    ) -> dict[uuid.UUID, tuple[list[str], list[str]]]:
-        """Role and permission names of many users in one query (no N+1 on list pages)."""
-        ids = list(user_ids)
-        if not ids:
-            return {}
-        rows = await self.db.exec(
-            select(UserRole.user_id, Role.name, Permission.name)
-            .join(Role, col(Role.id) == UserRole.role_id)
-            .join(RolePermission, col(RolePermission.role_id) == Role.id, isouter=True)
-            .join(Permission, col(Permission.id) == RolePermission.permission_id, isouter=True)
-            .where(col(UserRole.user_id).in_(ids))
-        )
-        found: dict[uuid.UUID, tuple[set[str], set[str]]] = {}
-        for user_id, role, permission in rows:
-            roles, permissions = found.setdefault(user_id, (set(), set()))
-            roles.add(role)
-            if permission:
-                permissions.add(permission)
-        return {key: (sorted(r), sorted(p)) for key, (r, p) in found.items()}
+    async def _grants(self, user_id: uuid.UUID) -> tuple[list[str], list[str]]:
+        return await users.roles_and_permissions(self.db, user_id)
 
     async def _ensure_another_admin(self, user_id: uuid.UUID) -> None:
         others = (
@@ -355,7 +353,7 @@ class AdminService:
             raise UnknownName(f"Unknown permission: {', '.join(unknown)}")
         return list(found.values())
 
-    async def _role_read(self, role_id: uuid.UUID) -> RoleRead:
+    async def _role_view(self, role_id: uuid.UUID) -> RoleView:
         role = await self.db.get(Role, role_id)
         if role is None:
             raise NotFound("Role not found")
@@ -365,14 +363,12 @@ class AdminService:
             .where(RolePermission.role_id == role_id)
             .order_by(col(Permission.name))
         )
-        return RoleRead(
-            id=role.id, name=role.name, description=role.description, permissions=list(names)
-        )
+        return _role_view(role, names)
 
 
-def _read(user: User, roles: list[str], permissions: list[str]) -> UserRead:
-    return UserRead.model_validate(
-        {**user.model_dump(), "roles": roles, "permissions": permissions}
+def _role_view(role: Role, permissions: Iterable[str]) -> RoleView:
+    return RoleView(
+        id=role.id, name=role.name, description=role.description, permissions=tuple(permissions)
     )
 
 

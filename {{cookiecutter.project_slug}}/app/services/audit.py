@@ -1,3 +1,10 @@
+"""The audit trail. An event joins the transaction of the operation it describes.
+
+The one exception is `record_now`: the evidence of an operation that is about to fail (a
+failed sign-in, a reused refresh token, a session ended for a mismatched device or idleness)
+must outlive the error that rolls that operation back.
+"""
+
 import uuid
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,3 +30,16 @@ def record(
             detail=detail,
         )
     )
+
+
+async def record_now(
+    db: AsyncSession,
+    event: AuditEventType,
+    client: ClientInfo | None,
+    user_id: uuid.UUID | None = None,
+    detail: str | None = None,
+) -> None:
+    """Record the event and commit it with whatever the transaction holds so far, before the
+    caller raises: the only commit outside a public service method."""
+    record(db, event, client, user_id, detail)
+    await db.commit()

@@ -12,10 +12,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.passwords import password_problem
 from app.core.rate_limit import Limit, RateLimitExceeded
-from app.db.principals import Principal
+from app.domain import Principal, RevokeReason, UserView
 from app.models import AuditEventType, DeviceSession, TokenPurpose, User
 from app.models.base import utcnow
-from app.schemas.user import UserRead
 from app.services import audit, one_time_tokens, users
 from app.services.context import ClientInfo, Context
 from app.services.errors import (
@@ -50,27 +49,42 @@ class AuthService:
         await self.ctx.limiter.hit(self.ctx.limits.register_ip, client.ip_key)
         email = users.normalize_email(email)
         self._check_password(password, email)
-        password_hash = await self.ctx.passwords.hash(password)
+        password_hash = await self.ctx.hasher.hash(password)
 
         async def create(service: AuthService) -> None:
-            user = await users.create_user(service.db, email, password_hash)
-            if user is None:
-                await service._notify_address_in_use(email)
-            else:
-                await service._send_verification(user)
+            await service.create_account(email, password_hash)
 
         self._after_response("registration", create)
+
+    async def create_account(self, email: str, password_hash: str) -> None:
+        """`register`'s work after the response: the account and its verification link, or a
+        notice to the owner of an address that is taken."""
+        user = await users.create_user(self.db, email, password_hash)
+        if user is None:
+            await self.db.rollback()
+            await self._notify_address_in_use(email)
+            return
+        link = await self._verification_link(user)
+        await self.db.commit()
+        self._send_verification(user, link)
 
     async def resend_verification(self, email: str, client: ClientInfo) -> None:
         email = users.normalize_email(email)
         await self._limit_emails(self.ctx.limits.resend_email, email, client)
 
         async def resend(service: AuthService) -> None:
-            user = await users.get_by_email(service.db, email)
-            if user is not None and not user.is_verified and user.is_active:
-                await service._send_verification(user)
+            await service.send_verification(email)
 
         self._after_response("verification resend", resend)
+
+    async def send_verification(self, email: str) -> None:
+        """`resend_verification`'s work after the response: a fresh link, if still needed."""
+        user = await users.get_by_email(self.db, email)
+        if user is None or user.is_verified or not user.is_active:
+            return
+        link = await self._verification_link(user)
+        await self.db.commit()
+        self._send_verification(user, link)
 
     async def verify_email(self, token: str) -> None:
         """Confirms an address: a new account's, or the new one of a pending email change,
@@ -94,6 +108,7 @@ class AuthService:
             raise InvalidOneTimeToken()
         # The unique index decides: the address may have been taken since the link was sent.
         if not await users.change_email(self.db, user, new_email):
+            await self.db.rollback()  # the link stays unused
             raise EmailTaken("This email address now belongs to another account")
         # Links mailed to the old address (a password reset) die with it.
         await one_time_tokens.revoke_all(self.db, user.id)
@@ -108,7 +123,7 @@ class AuthService:
 
     async def login(
         self, email: str, password: str, client: ClientInfo
-    ) -> tuple[User, IssuedTokens]:
+    ) -> tuple[UserView, IssuedTokens]:
         """Check the password, then open a device session.
 
         The per-IP limit and a reservation on the account's failure allowance come before any
@@ -122,22 +137,22 @@ class AuthService:
 
         async def verify() -> bool:
             if user is None:
-                await self.ctx.passwords.verify_dummy(password)
+                await self.ctx.hasher.verify_dummy(password)
                 return False
-            return await self.ctx.passwords.verify(user.password_hash, password)
+            return await self.ctx.hasher.verify(user.password_hash, password)
 
         valid = await self.ctx.limiter.attempt(limits.login_account, email, verify)
         if user is None or not valid:
-            audit.record(self.db, AuditEventType.LOGIN_FAILED, client, user.id if user else None)
-            await self.db.commit()
+            user_id = user.id if user else None
+            await audit.record_now(self.db, AuditEventType.LOGIN_FAILED, client, user_id)
             raise InvalidCredentials()
         if not user.is_active:
             raise AccountInactive()
         if not user.is_verified:
             raise EmailNotVerified()
 
-        if self.ctx.passwords.needs_rehash(user.password_hash):
-            user.password_hash = await self.ctx.passwords.hash(password)
+        if self.ctx.hasher.needs_rehash(user.password_hash):
+            user.password_hash = await self.ctx.hasher.hash(password)
         device = parse_device(client.user_agent)
         known_device = await self.sessions.is_known_device(user.id, device.fingerprint)
         user.last_login_at = utcnow()
@@ -152,16 +167,16 @@ class AuthService:
                 device=f"{device.label} ({client.ip})" if client.ip else device.label,
                 reset_link=self.ctx.mailer.page("forgot-password"),
             )
-        return user, tokens
+        return await users.view(self.db, user), tokens
 
     async def logout(self, session_id: uuid.UUID, client: ClientInfo) -> None:
         session = await self.db.get(DeviceSession, session_id)
         if session is not None:
-            self.sessions.revoke(session, "logout", client)
+            self.sessions.revoke(session, RevokeReason.LOGOUT, client)
             await self.db.commit()
 
     async def logout_everywhere(self, user_id: uuid.UUID, client: ClientInfo) -> None:
-        await self.sessions.revoke_all(user_id, "logout_all", client)
+        await self.sessions.revoke_all(user_id, RevokeReason.LOGOUT_ALL, client)
         await self.db.commit()
 
     async def forgot_password(self, email: str, client: ClientInfo) -> None:
@@ -170,15 +185,19 @@ class AuthService:
         await self._limit_emails(self.ctx.limits.email, email, client)
 
         async def send_reset(service: AuthService) -> None:
-            user = await users.get_by_email(service.db, email)
-            if user is None or not user.is_active:
-                return
-            ttl = service.ctx.settings.reset_password_token_ttl_seconds
-            await service._email_token(
-                user, TokenPurpose.RESET_PASSWORD, ttl, "reset_password", minutes=ttl // 60
-            )
+            await service.send_reset_link(email)
 
         self._after_response("password reset request", send_reset)
+
+    async def send_reset_link(self, email: str) -> None:
+        """`forgot_password`'s work after the response."""
+        user = await users.get_by_email(self.db, email)
+        if user is None or not user.is_active:
+            return
+        ttl = self.ctx.settings.reset_password_token_ttl_seconds
+        link = await self._link(user, TokenPurpose.RESET_PASSWORD, ttl)
+        await self.db.commit()
+        self.ctx.mailer.send_later("reset_password", user.email, link=link, minutes=ttl // 60)
 
     async def reset_password(self, token: str, new_password: str, client: ClientInfo) -> None:
         """Set a new password from an emailed token. No automatic sign-in: every session ends.
@@ -206,7 +225,7 @@ class AuthService:
         user = await self._user_of(principal)
 
         async def verify() -> bool:
-            return await self.ctx.passwords.verify(user.password_hash, current_password)
+            return await self.ctx.hasher.verify(user.password_hash, current_password)
 
         if not await self.ctx.limiter.attempt(self.ctx.limits.login_account, user.email, verify):
             raise WrongPassword()
@@ -218,7 +237,7 @@ class AuthService:
 
     async def change_email(
         self, principal: Principal, new_email: str, current_password: str, client: ClientInfo
-    ) -> UserRead:
+    ) -> UserView:
         """Ask for a new address: it takes over only when its emailed link is used.
 
         Returns the account unchanged, whether the address is free or taken, so the answer
@@ -230,7 +249,7 @@ class AuthService:
         await self.ctx.limiter.hit(self.ctx.limits.email_change, str(user.id))
 
         async def verify() -> bool:
-            return await self.ctx.passwords.verify(user.password_hash, current_password)
+            return await self.ctx.hasher.verify(user.password_hash, current_password)
 
         # A guess of the current password here counts like a failed sign-in.
         if not await self.ctx.limiter.attempt(self.ctx.limits.login_account, user.email, verify):
@@ -239,14 +258,15 @@ class AuthService:
             user_id = user.id
 
             async def request(service: AuthService) -> None:
-                await service._request_email_change(user_id, new_email)
+                await service.request_email_change(user_id, new_email)
 
             self._after_response("email change request", request)
-        return await self.read_model(user)
+        return await users.view(self.db, user)
 
-    async def _request_email_change(self, user_id: uuid.UUID, new_email: str) -> None:
-        """The old address is told either way; a free new one gets the confirmation link, a
-        taken one (its owner) a rate-limited notice."""
+    async def request_email_change(self, user_id: uuid.UUID, new_email: str) -> None:
+        """`change_email`'s work after the response. The old address is told either way; a
+        free new one gets the confirmation link, a taken one (its owner) a rate-limited
+        notice."""
         user = await self.db.get(User, user_id)
         if user is None or not user.is_active:
             return
@@ -258,18 +278,9 @@ class AuthService:
             await self._notify_address_in_use(new_email)
             return
         ttl = self.ctx.settings.verify_email_token_ttl_seconds
-        await self._email_token(
-            user,
-            TokenPurpose.CHANGE_EMAIL,
-            ttl,
-            "confirm_email_change",
-            to=new_email,
-            hours=ttl // 3600,
-        )
-
-    async def read_model(self, user: User) -> UserRead:
-        """The account as the API shows it, roles and permissions included."""
-        return await users.to_read_model(self.db, user)
+        link = await self._link(user, TokenPurpose.CHANGE_EMAIL, ttl, new_email=new_email)
+        await self.db.commit()
+        self.ctx.mailer.send_later("confirm_email_change", new_email, link=link, hours=ttl // 3600)
 
     async def _user_of(self, principal: Principal) -> User:
         """The caller's row, to change it: the principal is a snapshot."""
@@ -282,9 +293,9 @@ class AuthService:
         self, user: User, new_password: str, client: ClientInfo, keep: uuid.UUID | None
     ) -> None:
         """New hash; outstanding emailed tokens and other sessions die with the old password."""
-        await users.set_password(self.db, user, await self.ctx.passwords.hash(new_password))
+        await users.set_password(self.db, user, await self.ctx.hasher.hash(new_password))
         await one_time_tokens.revoke_all(self.db, user.id)
-        await self.sessions.revoke_all(user.id, "password_changed", client, keep=keep)
+        await self.sessions.revoke_all(user.id, RevokeReason.PASSWORD_CHANGED, client, keep=keep)
 
     async def _limit_emails(self, per_address: Limit, email: str, client: ClientInfo) -> None:
         """Requests that make us send email are limited per client IP and per address, with
@@ -293,7 +304,8 @@ class AuthService:
         await self.ctx.limiter.hit(per_address, email)
 
     def _after_response(self, what: str, work: Callable[["AuthService"], Awaitable[None]]) -> None:
-        """Hand account-dependent work over; it gets a service on a session of its own."""
+        """Hand account-dependent work over; it gets a service on a session of its own, and
+        calls one public method of it, which commits its own work."""
         ctx = self.ctx
 
         async def job(db: AsyncSession) -> None:
@@ -317,29 +329,22 @@ class AuthService:
             "password_changed", user.email, reset_link=self.ctx.mailer.page("forgot-password")
         )
 
-    async def _send_verification(self, user: User) -> None:
+    async def _verification_link(self, user: User) -> str:
         ttl = self.ctx.settings.verify_email_token_ttl_seconds
-        await self._email_token(
-            user, TokenPurpose.VERIFY_EMAIL, ttl, "verify_email", hours=ttl // 3600
-        )
+        return await self._link(user, TokenPurpose.VERIFY_EMAIL, ttl)
 
-    async def _email_token(
-        self,
-        user: User,
-        purpose: TokenPurpose,
-        ttl: int,
-        template: str,
-        to: str | None = None,
-        **context: object,
-    ) -> None:
-        """Save a fresh one-time token (older ones of its purpose die), then mail its link
-        to `to` (default: the account's address). A change of address is confirmed on the
-        same page as a new one."""
-        new_email = to if purpose == TokenPurpose.CHANGE_EMAIL else None
+    def _send_verification(self, user: User, link: str) -> None:
+        hours = self.ctx.settings.verify_email_token_ttl_seconds // 3600
+        self.ctx.mailer.send_later("verify_email", user.email, link=link, hours=hours)
+
+    async def _link(
+        self, user: User, purpose: TokenPurpose, ttl: int, *, new_email: str | None = None
+    ) -> str:
+        """Add a fresh one-time token to the transaction (older ones of its purpose die) and
+        return its link, to mail once the token is committed. A change of address is
+        confirmed on the same page as a new one."""
         token = await one_time_tokens.issue(self.db, user, purpose, ttl, new_email=new_email)
-        await self.db.commit()
-        link = self.ctx.mailer.link(LINK_PAGES[purpose], token)
-        self.ctx.mailer.send_later(template, to or user.email, link=link, **context)
+        return self.ctx.mailer.link(LINK_PAGES[purpose], token)
 
     def _check_password(self, password: str, email: str) -> None:
         problem = password_problem(password, email, self.ctx.settings.password_min_length)

@@ -16,8 +16,10 @@ from app.services.email import Mailer
 
 @dataclass(frozen=True, slots=True)
 class Context:
+    """`hasher` hashes and verifies passwords; what a password must be is `core/passwords.py`."""
+
     settings: Settings
-    passwords: PasswordHasher
+    hasher: PasswordHasher
     tokens: TokenCodec
     csrf: CsrfTokens
     limiter: RateLimiter
@@ -34,7 +36,7 @@ class Context:
         later = Deferred(sessionmaker)
         return cls(
             settings=settings,
-            passwords=PasswordHasher(settings),
+            hasher=PasswordHasher(settings),
             tokens=TokenCodec(settings),
             csrf=CsrfTokens(secret),
             limiter=RateLimiter(

@@ -169,7 +169,7 @@ class UnsupportedMediaType(ServiceError):
 
 
 class PrivilegeEscalation(ServiceError):
-    """Granting, or acting on an account or role, beyond the permissions the actor holds."""
+    """Granting, or acting on an account or role, beyond the permissions the caller holds."""
 
     status_code = 403
     code = "privilege_escalation"

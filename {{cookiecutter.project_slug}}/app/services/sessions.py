@@ -4,13 +4,15 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.security import sha256_hex
-from app.core.tokens import TokenError
-from app.db.principals import Principal, PrincipalReader
+from app.core.tokens import TokenClaims, TokenError
+from app.db.principals import PrincipalReader
+from app.domain import Principal, RevokeReason
 from app.models import AuditEventType, DeviceSession, User
 from app.models.base import utcnow
 from app.services import audit
@@ -24,6 +26,14 @@ from app.services.errors import (
     SessionIdle,
 )
 from app.utils.user_agent import parse_device
+
+
+class Presented(Enum):
+    """What a presented refresh token is, to its live session."""
+
+    CURRENT = "current"
+    WITHIN_GRACE = "within grace"
+    REUSED = "reused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +66,10 @@ class SessionService:
             refresh_token_hash="",
             refresh_issued_at=now,
         )
-        refresh = self._refresh_token(session, user.id)
+        refresh = self._refresh_token(session)
         session.refresh_token_hash = sha256_hex(refresh)
         self.db.add(session)
-        return session, self._issue(session, user.id, refresh, now)
+        return session, self._issue(session, refresh, now)
 
     async def is_known_device(self, user_id: uuid.UUID, fingerprint: str) -> bool:
         result = await self.db.exec(
@@ -73,78 +83,114 @@ class SessionService:
         """Raise unless the session can still be used (not revoked, expired or idle)."""
         await self._usable_session(session_id, user_id)
 
-    async def rotate(self, refresh_token: str, client: ClientInfo) -> IssuedTokens:
-        """Trade a refresh token for its successor.
+    async def rotate(
+        self, refresh_token: str, claims: TokenClaims, client: ClientInfo
+    ) -> IssuedTokens:
+        """Trade a refresh token (decoded by the caller) for its successor.
 
         The current token rotates with a compare-and-swap on the generation, so two workers
         can never both rotate it. Its predecessor, presented again within the grace window
         (concurrent tabs, a retried request), gets the same successor back. Anything older,
         or the predecessor after the window, means the token leaked: the session dies.
         """
-        try:
-            claims = self.ctx.tokens.decode(refresh_token, "refresh")
-        except TokenError as exc:
-            raise InvalidToken("Invalid refresh token") from exc
         session = await self._usable_session(claims.session_id, claims.user_id)
         await self._check_device(session, client)
-
-        now = utcnow()
         presented = sha256_hex(refresh_token)
-        previous_ip = session.last_ip_address
-        if claims.generation == session.refresh_generation and _same(
-            presented, session.refresh_token_hash
-        ):
-            successor = self._refresh_token(session, session.user_id, claims.generation + 1, now)
-            swapped = await self.db.exec(
-                update(DeviceSession)
-                .where(
-                    col(DeviceSession.id) == session.id,
-                    col(DeviceSession.refresh_generation) == claims.generation,
-                    col(DeviceSession.revoked_at).is_(None),
-                )
-                .values(
-                    refresh_generation=claims.generation + 1,
-                    refresh_token_hash=sha256_hex(successor),
-                    previous_refresh_token_hash=presented,
-                    refresh_issued_at=now,
-                    last_seen_at=now,
-                    last_ip_address=client.ip,
-                )
-            )
-            if swapped.rowcount == 1:
-                self._note_ip_change(session.user_id, previous_ip, client)
+        now = utcnow()
+        state = self._classify(session, claims, presented, now)
+        if state is Presented.CURRENT:
+            tokens = await self._advance(session, claims, presented, client, now)
+            if tokens is not None:
                 await self.db.commit()
-                return self._issue(session, session.user_id, successor, now)
+                return tokens
             # Another request rotated it first: judge the token against the new state.
             await self.db.rollback()
             session = await self._usable_session(claims.session_id, claims.user_id)
-
-        in_grace = now - session.refresh_issued_at <= timedelta(
-            seconds=self.ctx.settings.refresh_grace_seconds
+            state = self._classify(session, claims, presented, now)
+        if state is Presented.WITHIN_GRACE:  # the successor again: nothing to write
+            return self._issue(session, self._refresh_token(session), now)
+        self.revoke(session, RevokeReason.REFRESH_TOKEN_REUSE, client)
+        await audit.record_now(
+            self.db, AuditEventType.REFRESH_REUSE_DETECTED, client, session.user_id
         )
+        raise RefreshTokenReused()
+
+    def _classify(
+        self, session: DeviceSession, claims: TokenClaims, presented: str, now: datetime
+    ) -> Presented:
+        """Which refresh token of a live session this is: the current one, its predecessor
+        within the grace window, or anything else (a reuse)."""
+        if claims.generation == session.refresh_generation and _same(
+            presented, session.refresh_token_hash
+        ):
+            return Presented.CURRENT
+        grace = timedelta(seconds=self.ctx.settings.refresh_grace_seconds)
         if (
             claims.generation == session.refresh_generation - 1
             and session.previous_refresh_token_hash is not None
             and _same(presented, session.previous_refresh_token_hash)
-            and in_grace
+            and now - session.refresh_issued_at <= grace
         ):
-            successor = self._refresh_token(session, session.user_id)
-            return self._issue(session, session.user_id, successor, now)
+            return Presented.WITHIN_GRACE
+        return Presented.REUSED
 
-        self.revoke(session, "refresh_token_reuse", client)
-        audit.record(self.db, AuditEventType.REFRESH_REUSE_DETECTED, client, session.user_id)
-        await self.db.commit()
-        raise RefreshTokenReused()
+    async def _advance(
+        self,
+        session: DeviceSession,
+        claims: TokenClaims,
+        presented: str,
+        client: ClientInfo,
+        now: datetime,
+    ) -> IssuedTokens | None:
+        """Rotate the current token (compare-and-swap on its generation); None when a
+        concurrent request rotated it first."""
+        generation = session.refresh_generation + 1
+        successor = self._refresh_token(session, generation, now)
+        previous_ip = session.last_ip_address
+        swapped = await self.db.exec(
+            update(DeviceSession)
+            .where(
+                col(DeviceSession.id) == session.id,
+                col(DeviceSession.refresh_generation) == claims.generation,
+                col(DeviceSession.revoked_at).is_(None),
+            )
+            .values(
+                refresh_generation=generation,
+                refresh_token_hash=sha256_hex(successor),
+                previous_refresh_token_hash=presented,
+                refresh_issued_at=now,
+                last_seen_at=now,
+                last_ip_address=client.ip,
+            )
+        )
+        if swapped.rowcount != 1:
+            return None
+        self._note_ip_change(session.user_id, previous_ip, client)
+        return self._issue(session, successor, now)
 
-    def revoke(self, session: DeviceSession, reason: str, client: ClientInfo | None = None) -> None:
-        """Revoke one session. The caller commits."""
+    def revoke(
+        self, session: DeviceSession, reason: RevokeReason, client: ClientInfo | None = None
+    ) -> None:
+        """Revoke one session in the caller's transaction."""
         if session.revoked_at is None:
-            session.revoked_at = utcnow()
-            session.revoked_reason = reason
-            self.db.add(session)
+            self._end(session, reason)
             audit.record(
                 self.db, AuditEventType.SESSION_REVOKED, client, session.user_id, detail=reason
             )
+
+    async def _revoke_now(
+        self, session: DeviceSession, reason: RevokeReason, client: ClientInfo | None
+    ) -> None:
+        """Revoke a live session for good, though the request that found out is about to fail."""
+        self._end(session, reason)
+        await audit.record_now(
+            self.db, AuditEventType.SESSION_REVOKED, client, session.user_id, detail=reason
+        )
+
+    def _end(self, session: DeviceSession, reason: RevokeReason) -> None:
+        session.revoked_at = utcnow()
+        session.revoked_reason = reason
+        self.db.add(session)
 
     async def list_active(self, user_id: uuid.UUID) -> list[DeviceSession]:
         result = await self.db.exec(
@@ -165,20 +211,23 @@ class SessionService:
         session = await self.db.get(DeviceSession, session_id)
         if session is None or session.user_id != user_id or session.revoked_at is not None:
             raise NotFound("Session not found")
-        self.revoke(session, "revoked_by_user", client)
+        self.revoke(session, RevokeReason.REVOKED_BY_USER, client)
         await self.db.commit()
 
     async def revoke_all(
         self,
         user_id: uuid.UUID,
-        reason: str,
+        reason: RevokeReason,
         client: ClientInfo | None,
         keep: uuid.UUID | None = None,
     ) -> int:
-        """Revoke every live session of a user except `keep`. The caller commits."""
-        conditions = [DeviceSession.user_id == user_id, col(DeviceSession.revoked_at).is_(None)]
+        """Revoke every live session of a user except `keep`, in the caller's transaction."""
+        conditions = [
+            col(DeviceSession.user_id) == user_id,
+            col(DeviceSession.revoked_at).is_(None),
+        ]
         if keep is not None:
-            conditions.append(DeviceSession.id != keep)
+            conditions.append(col(DeviceSession.id) != keep)
         result = await self.db.exec(
             update(DeviceSession)
             .where(*conditions)
@@ -194,12 +243,10 @@ class SessionService:
             )
         return result.rowcount
 
-    def _issue(
-        self, session: DeviceSession, user_id: uuid.UUID, refresh: str, now: datetime
-    ) -> IssuedTokens:
+    def _issue(self, session: DeviceSession, refresh: str, now: datetime) -> IssuedTokens:
         return IssuedTokens(
             session_id=session.id,
-            access_token=self.ctx.tokens.access_token(user_id, session.id, now),
+            access_token=self.ctx.tokens.access_token(session.user_id, session.id, now),
             refresh_token=refresh,
             csrf_token=self.ctx.csrf.issue(str(session.id)),
         )
@@ -207,12 +254,11 @@ class SessionService:
     def _refresh_token(
         self,
         session: DeviceSession,
-        user_id: uuid.UUID,
         generation: int | None = None,
         issued_at: datetime | None = None,
     ) -> str:
         return self.ctx.tokens.refresh_token(
-            user_id,
+            session.user_id,
             session.id,
             session.refresh_generation if generation is None else generation,
             session.refresh_issued_at if issued_at is None else issued_at,
@@ -232,8 +278,7 @@ class SessionService:
             raise SessionEnded()
         idle = timedelta(seconds=self.ctx.settings.session_idle_timeout_seconds)
         if now - session.last_seen_at > idle:
-            self.revoke(session, "idle_timeout")
-            await self.db.commit()
+            await self._revoke_now(session, RevokeReason.IDLE_TIMEOUT, None)
             raise SessionIdle()
         user = await self.db.get(User, user_id)
         if user is None or not user.is_active:
@@ -245,18 +290,20 @@ class SessionService:
         fingerprint = parse_device(client.user_agent).fingerprint
         if binding == "off" or _same(fingerprint, session.fingerprint):
             return
-        audit.record(
-            self.db,
-            AuditEventType.SESSION_FINGERPRINT_MISMATCH,
-            client,
-            session.user_id,
-            detail=f"session {session.id} ({session.device_label})",
-        )
+        detail = f"session {session.id} ({session.device_label})"
         if binding == "warn":
-            await self.db.commit()
+            await audit.record_now(
+                self.db,
+                AuditEventType.SESSION_FINGERPRINT_MISMATCH,
+                client,
+                session.user_id,
+                detail,
+            )
             return
-        self.revoke(session, "device_mismatch", client)
-        await self.db.commit()
+        audit.record(
+            self.db, AuditEventType.SESSION_FINGERPRINT_MISMATCH, client, session.user_id, detail
+        )
+        await self._revoke_now(session, RevokeReason.DEVICE_MISMATCH, client)
         raise DeviceMismatch()
 
     def _note_ip_change(

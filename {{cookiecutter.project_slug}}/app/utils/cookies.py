@@ -52,25 +52,27 @@ def _names(secure: bool, domain: str | None) -> CookieNames:
 
 
 class BrowserTokens(Protocol):
-    access_token: str
-    refresh_token: str
-    csrf_token: str
+    @property
+    def access_token(self) -> str: ...
+
+    @property
+    def refresh_token(self) -> str: ...
+
+    @property
+    def csrf_token(self) -> str: ...
 
 
 def set_auth_cookies(response: Response, settings: Settings, tokens: BrowserTokens) -> None:
     names = cookie_names(settings)
-    common = {
-        "secure": settings.cookie_secure,
-        "samesite": settings.cookie_samesite,
-        "domain": settings.cookie_domain,
-    }
     response.set_cookie(
         names.access,
         tokens.access_token,
         max_age=settings.access_token_ttl_seconds,
         path="/",
         httponly=True,
-        **common,
+        secure=settings.cookie_secure,
+        samesite=settings.cookie_samesite,
+        domain=settings.cookie_domain,
     )
     response.set_cookie(
         names.refresh,
@@ -78,7 +80,9 @@ def set_auth_cookies(response: Response, settings: Settings, tokens: BrowserToke
         max_age=settings.refresh_token_ttl_seconds,
         path=REFRESH_COOKIE_PATH,
         httponly=True,
-        **common,
+        secure=settings.cookie_secure,
+        samesite=settings.cookie_samesite,
+        domain=settings.cookie_domain,
     )
     set_csrf_cookie(response, settings, tokens.csrf_token)
 

@@ -5,8 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from app.api.deps import Client, Ctx, Db, Principal, require_permissions
+from app.api.deps import Client, Ctx, Db, require_permissions
 from app.api.routes import API_PREFIX
+from app.domain import Principal
 from app.schemas.admin import (
     AdminUserUpdate,
     RoleCreate,
@@ -40,18 +41,20 @@ RolesWriter = Annotated[Principal, Depends(require_permissions("roles:write"))]
 
 @router.get("/users")
 async def list_users(
-    _: UsersReader,
+    principal: UsersReader,
     admin: Admin,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> UserPage:
     """Users in sign-up order."""
-    return await admin.list_users(offset, limit)
+    views, total = await admin.list_users(offset, limit)
+    items = [UserRead.of(view) for view in views]
+    return UserPage(items=items, total=total, offset=offset, limit=limit)
 
 
 @router.get("/users/{user_id}")
-async def get_user(user_id: uuid.UUID, _: UsersReader, admin: Admin) -> UserRead:
-    return await admin.get_user(user_id)
+async def get_user(user_id: uuid.UUID, principal: UsersReader, admin: Admin) -> UserRead:
+    return UserRead.of(await admin.get_user(user_id))
 
 
 @router.patch("/users/{user_id}")
@@ -59,7 +62,15 @@ async def update_user(
     user_id: uuid.UUID, body: AdminUserUpdate, principal: UsersWriter, admin: Admin, client: Client
 ) -> UserRead:
     """Deactivating a user revokes every session they have."""
-    return await admin.update_user(principal, user_id, body, client)
+    view = await admin.update_user(
+        principal,
+        user_id,
+        client,
+        is_active=body.is_active,
+        is_verified=body.is_verified,
+        roles=body.roles,
+    )
+    return UserRead.of(view)
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -71,7 +82,7 @@ async def delete_user(
 
 @router.get("/users/{user_id}/sessions")
 async def list_user_sessions(
-    user_id: uuid.UUID, _: SessionsReader, admin: Admin
+    user_id: uuid.UUID, principal: SessionsReader, admin: Admin
 ) -> list[SessionInfo]:
     sessions = await admin.list_sessions(user_id)
     return [SessionInfo.model_validate(s, from_attributes=True) for s in sessions]
@@ -85,19 +96,23 @@ async def revoke_user_sessions(
 
 
 @router.get("/roles")
-async def list_roles(_: RolesReader, admin: Admin) -> list[RoleRead]:
-    return await admin.list_roles()
+async def list_roles(principal: RolesReader, admin: Admin) -> list[RoleRead]:
+    return [RoleRead.of(role) for role in await admin.list_roles()]
 
 
 @router.post("/roles", status_code=status.HTTP_201_CREATED)
 async def create_role(
-    body: RoleCreate, actor: RolesWriter, admin: Admin, client: Client
+    body: RoleCreate, principal: RolesWriter, admin: Admin, client: Client
 ) -> RoleRead:
-    return await admin.create_role(actor, body, client)
+    role = await admin.create_role(principal, body.name, body.description, body.permissions, client)
+    return RoleRead.of(role)
 
 
 @router.patch("/roles/{role_id}")
 async def update_role(
-    role_id: uuid.UUID, body: RoleUpdate, actor: RolesWriter, admin: Admin, client: Client
+    role_id: uuid.UUID, body: RoleUpdate, principal: RolesWriter, admin: Admin, client: Client
 ) -> RoleRead:
-    return await admin.update_role(actor, role_id, body, client)
+    role = await admin.update_role(
+        principal, role_id, client, description=body.description, permissions=body.permissions
+    )
+    return RoleRead.of(role)

@@ -29,6 +29,7 @@ from app.schemas.auth import (
     VerifyEmailRequest,
 )
 from app.schemas.errors import ERROR_RESPONSES
+from app.schemas.user import UserRead
 from app.services.errors import UnsupportedMediaType
 from app.utils.cookies import clear_auth_cookies, set_auth_cookies, set_csrf_cookie
 
@@ -70,7 +71,7 @@ async def login(
     """Browser sign-in: sets HttpOnly token cookies and returns the CSRF token."""
     user, tokens = await auth.login(body.email, body.password, client)
     set_auth_cookies(response, ctx.settings, tokens)
-    return LoginResponse(user=await auth.read_model(user), csrf_token=tokens.csrf_token)
+    return LoginResponse(user=UserRead.of(user), csrf_token=tokens.csrf_token)
 
 
 @router.post("/token")
@@ -90,7 +91,7 @@ async def refresh(
 ) -> TokenPair | CsrfToken:
     """Rotate the refresh token. API clients send it in the body and get a new pair;
     browsers send the cookie plus the X-CSRF-Token header and get new cookies."""
-    tokens = await sessions.rotate(credentials.token, client)
+    tokens = await sessions.rotate(credentials.token, credentials.claims, client)
     if not credentials.from_cookie:
         return TokenPair(access_token=tokens.access_token, refresh_token=tokens.refresh_token)
     set_auth_cookies(response, ctx.settings, tokens)

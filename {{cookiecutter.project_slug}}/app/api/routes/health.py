@@ -1,5 +1,6 @@
 from fastapi import APIRouter, Response, status
-from sqlalchemy import text
+from sqlalchemy import literal
+from sqlmodel import select
 
 from app.api.deps import Ctx, Db
 
@@ -18,7 +19,7 @@ async def ready(db: Db, ctx: Ctx, response: Response) -> dict[str, str]:
     rate limits fall back to process memory."""
     checks = {"status": "ok", "database": "ok"}
     try:
-        await db.exec(text("SELECT 1"))
+        await db.exec(select(literal(1)))
     except Exception:
         checks["status"] = checks["database"] = "unavailable"
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
