@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.permissions import PermissionName, RoleName
 from app.db.principals import Principal
 from app.db.session import begin_exclusive
 from app.models import (
@@ -55,7 +56,7 @@ from app.services.errors import (
 )
 from app.services.sessions import SessionService
 
-ADMIN_ROLE = "admin"
+ADMIN_ROLE = RoleName.ADMIN
 
 
 class AdminService:
@@ -101,7 +102,7 @@ class AdminService:
                 raise SelfLockout("You cannot remove your own admin role")
         role_ids, granted = await self._roles(new_roles)
         await self._authorise(
-            actor, "users:write", await self._reach(current_roles, current), granted
+            actor, PermissionName.USERS_WRITE, await self._reach(current_roles, current), granted
         )
         if ADMIN_ROLE in current_roles and user.is_active and (deactivating or losing_admin):
             await self._ensure_another_admin(user.id)
@@ -137,7 +138,9 @@ class AdminService:
         if user.id == actor.id:
             raise SelfLockout("You cannot delete your own account")
         roles, permissions = (await self._grants([user.id])).get(user.id, ([], []))
-        await self._authorise(actor, "users:write", await self._reach(roles, permissions))
+        await self._authorise(
+            actor, PermissionName.USERS_WRITE, await self._reach(roles, permissions)
+        )
         if ADMIN_ROLE in roles and user.is_active:
             await self._ensure_another_admin(user.id)
         await self.db.delete(user)
@@ -159,7 +162,9 @@ class AdminService:
         await self._begin()
         await self._user(user_id)
         roles, permissions = (await self._grants([user_id])).get(user_id, ([], []))
-        await self._authorise(actor, "sessions:write", await self._reach(roles, permissions))
+        await self._authorise(
+            actor, PermissionName.SESSIONS_WRITE, await self._reach(roles, permissions)
+        )
         await self.sessions.revoke_all(user_id, "revoked_by_admin", client)
         await self.db.commit()
 
@@ -188,7 +193,7 @@ class AdminService:
         if (await self.db.exec(select(Role.id).where(Role.name == body.name))).first():
             raise AlreadyExists(duplicate)
         permission_ids = await self._permission_ids(body.permissions)
-        await self._authorise(actor, "roles:write", set(body.permissions))
+        await self._authorise(actor, PermissionName.ROLES_WRITE, set(body.permissions))
         role = Role(name=body.name, description=body.description)
         self.db.add(role)
         try:
@@ -212,7 +217,7 @@ class AdminService:
         wanted = sorted(set(body.permissions)) if body.permissions is not None else current
         permission_ids = await self._permission_ids(wanted)  # unknown names first: a 400
         await self._authorise(
-            actor, "roles:write", await self._reach([role.name], current), set(wanted)
+            actor, PermissionName.ROLES_WRITE, await self._reach([role.name], current), set(wanted)
         )
         done: list[str] = []
         if body.permissions is not None:

@@ -4,12 +4,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.permissions import RoleName
 from app.db.principals import Principal
 from app.models import Permission, Role, RolePermission, User, UserRole
 from app.models.base import utcnow
 from app.schemas.user import UserRead
 
-DEFAULT_ROLE = "user"
+DEFAULT_ROLE = RoleName.USER
 
 
 def normalize_email(email: str) -> str:
