@@ -47,6 +47,7 @@ from sqlmodel import col, delete, select  # noqa: E402
 from sqlmodel.ext.asyncio.session import AsyncSession  # noqa: E402
 
 from app.core.config import Settings, get_settings  # noqa: E402
+from app.core.permissions import RoleName  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models import AuditEvent, OneTimeToken, Role, User  # noqa: E402
 from app.services import users  # noqa: E402
@@ -54,7 +55,7 @@ from app.services.email import Email  # noqa: E402
 from app.utils.cookies import CookieNames, cookie_names  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
-SEEDED_ROLES = ("user", "admin")
+SEEDED_ROLES = tuple(RoleName)
 PASSWORD = "correct horse battery staple"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 

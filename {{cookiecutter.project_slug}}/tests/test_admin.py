@@ -7,18 +7,13 @@ import pytest
 from httpx import AsyncClient
 from sqlmodel import select
 
+from app.core.permissions import RoleName, granted
 from app.models import AuditEvent, DeviceSession, Role, User, UserRole
 from app.schemas.user import UserRead
 from tests.conftest import browser, create_user, login
 
-ALL_PERMISSIONS = [
-    "roles:read",
-    "roles:write",
-    "sessions:read",
-    "sessions:write",
-    "users:read",
-    "users:write",
-]
+ALL_PERMISSIONS = sorted(granted(RoleName.ADMIN))
+USER_PERMISSIONS = sorted(granted(RoleName.USER))
 SESSION_FIELDS = {
     "id",
     "device_label",
@@ -40,7 +35,7 @@ async def grant_role(app, user: User, role_name: str) -> None:
 @pytest.fixture
 async def root(app) -> User:
     user = await create_user(app, "root@example.com")
-    await grant_role(app, user, "admin")
+    await grant_role(app, user, RoleName.ADMIN)
     return user
 
 
@@ -232,7 +227,7 @@ async def test_the_last_active_admin_cannot_be_removed_by_someone_else(app, admi
 
         # With a second admin in place it is allowed.
         second = await create_user(app, "second@example.com")
-        await grant_role(app, second, "admin")
+        await grant_role(app, second, RoleName.ADMIN)
         assert (await http.patch(url, json={"roles": ["user"]})).status_code == 200
 
 
@@ -270,7 +265,7 @@ async def test_list_roles(admin):
     assert response.status_code == 200
     roles = {r["name"]: r for r in response.json()}
     assert roles["admin"]["permissions"] == ALL_PERMISSIONS
-    assert roles["user"]["permissions"] == []
+    assert roles["user"]["permissions"] == USER_PERMISSIONS
     assert roles["user"]["description"]
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from app.core.permissions import RoleName, granted
 from tests.conftest import PASSWORD, create_user, find_user
 
 
@@ -26,7 +27,7 @@ async def test_privileged_fields_cannot_be_assigned(signed_in, db, alice, field)
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "extra_forbidden"
     me = (await signed_in.get("/api/v1/users/me")).json()
-    assert me["roles"] == ["user"] and me["permissions"] == []
+    assert me["roles"] == ["user"] and me["permissions"] == sorted(granted(RoleName.USER))
 
 
 async def test_changing_the_email_waits_for_the_new_address_to_confirm(signed_in, app, db, outbox):
