@@ -8,14 +8,12 @@ in 0001_initial.py the migration below fails with "No such constraint".
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from support import Variant, clean_env, output_of, run, variant_params
+from support import Variant, alembic_on, variant_params
 
 FOREIGN_KEY = "fk_session_user_id_user"
 # The body a developer writes into `alembic revision -m "..."`'s new file.
@@ -54,11 +52,7 @@ def test_a_new_migration_alters_a_named_foreign_key(
     workdir = tmp_path / "project"
     shutil.copytree(project, workdir)  # the bake is shared: the new migration stays in our copy
     database_url = fresh_database("perm_fk")
-    env = clean_env(DATABASE_URL=database_url, SECRET_KEY=secrets.token_hex(32))
-
-    def alembic(*args: str) -> None:
-        result = run([sys.executable, "-m", "alembic", *args], cwd=workdir, env=env)
-        assert result.returncode == 0, output_of(result)
+    alembic = alembic_on(workdir, database_url)
 
     alembic("upgrade", "head")
     assert session_foreign_keys(database_url) == [(FOREIGN_KEY, "CASCADE")]

@@ -68,8 +68,8 @@ def test_the_readme_recipe_adds_a_protected_feature(bake, tmp_path: Path) -> Non
     project = bake(tmp_path / "out")
     steps = recipe((project / "README.md").read_text())
     written = follow_the_files(project, steps)
-    assert {CATALOGUE, "app/models/note.py", "app/api/routes/notes.py", "tests/test_notes.py"} <= set(
-        written
+    assert {CATALOGUE, "app/models/note.py", "app/api/routes/notes.py", "tests/test_notes.py"} <= (
+        set(written)
     )
 
     database = tmp_path / "dev.db"
@@ -85,7 +85,8 @@ def test_the_readme_recipe_adds_a_protected_feature(bake, tmp_path: Path) -> Non
         assert result.returncode == 0, output_of(result)
         if command[1] == "test":
             summary = pytest_summary(result.stdout)
-            assert " passed" in summary and "failed" not in summary, output_of(result)
+            assert " passed" in summary, output_of(result)
+            assert "failed" not in summary, output_of(result)
             assert "skipped" not in summary, output_of(result)
             for name in ("refused", "counts_notes"):
                 assert re.search(rf"PASSED tests/test_notes.py::\S*{name}", result.stdout), (
@@ -94,7 +95,8 @@ def test_the_readme_recipe_adds_a_protected_feature(bake, tmp_path: Path) -> Non
 
     (migration,) = (project / "alembic" / "versions").glob("*_add_notes.py")
     source = migration.read_text()
-    assert '"note"' in source and "fk_note_user_id_user" in source, source
+    assert '"note"' in source, source
+    assert "fk_note_user_id_user" in source, source
     assert "notes:read" in admin_permissions(database)
     lint = run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=project, env=env)
     assert lint.returncode == 0, output_of(lint)

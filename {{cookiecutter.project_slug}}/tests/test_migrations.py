@@ -11,7 +11,7 @@ from app.models import Permission, Role, RolePermission, User
 from tests.conftest import alembic_config
 
 
-def test_models_and_migrations_agree():
+def test_models_and_migrations_agree() -> None:
     # Raises when autogenerate would produce a new migration.
     command.check(alembic_config())
 
@@ -33,19 +33,21 @@ async def sync(db: AsyncSession) -> None:
     await db.commit()
 
 
-async def test_the_upgrade_writes_every_declared_permission_and_role(db):
+async def test_the_upgrade_writes_every_declared_permission_and_role(db: AsyncSession) -> None:
     permissions = {row.name: row.description for row in (await db.exec(select(Permission))).all()}
     assert permissions == {name: name.description for name in PermissionName}
     assert set((await db.exec(select(Role.name))).all()) == set(RoleName)
 
 
-async def test_each_built_in_role_holds_what_the_catalogue_grants(db):
+async def test_each_built_in_role_holds_what_the_catalogue_grants(db: AsyncSession) -> None:
     for role in RoleName:
         assert await held_by(db, role) == granted(role), role
     assert await held_by(db, RoleName.ADMIN) == set(PermissionName)
 
 
-async def test_a_permission_missing_from_the_database_comes_back_and_goes_to_admin(db):
+async def test_a_permission_missing_from_the_database_comes_back_and_goes_to_admin(
+    db: AsyncSession,
+) -> None:
     await db.exec(delete(Permission).where(col(Permission.name) == PermissionName.USERS_READ))
     await db.commit()
     assert PermissionName.USERS_READ not in await held_by(db, RoleName.ADMIN)
@@ -53,7 +55,7 @@ async def test_a_permission_missing_from_the_database_comes_back_and_goes_to_adm
     assert await held_by(db, RoleName.ADMIN) == set(PermissionName)
 
 
-async def test_a_permission_no_longer_declared_is_removed_with_its_grants(db):
+async def test_a_permission_no_longer_declared_is_removed_with_its_grants(db: AsyncSession) -> None:
     admin = (await db.exec(select(Role).where(Role.name == RoleName.ADMIN))).one()
     retired = Permission(name="reports:read", description="Dropped from the catalogue")
     db.add(retired)
@@ -65,7 +67,7 @@ async def test_a_permission_no_longer_declared_is_removed_with_its_grants(db):
     assert await held_by(db, RoleName.ADMIN) == set(PermissionName)
 
 
-async def test_the_sync_keeps_roles_and_grants_made_through_the_api(db):
+async def test_the_sync_keeps_roles_and_grants_made_through_the_api(db: AsyncSession) -> None:
     ops = Role(name="ops", description="On call")
     db.add(ops)
     await db.flush()
@@ -78,7 +80,7 @@ async def test_the_sync_keeps_roles_and_grants_made_through_the_api(db):
     assert await held_by(db, "ops") == {PermissionName.SESSIONS_READ}
 
 
-async def test_the_sync_keeps_a_built_in_role_description_an_admin_edited(db):
+async def test_the_sync_keeps_a_built_in_role_description_an_admin_edited(db: AsyncSession) -> None:
     user = (await db.exec(select(Role).where(Role.name == RoleName.USER))).one()
     user.description = "Everyone who signed up"
     db.add(user)
@@ -93,5 +95,5 @@ async def test_the_sync_keeps_a_built_in_role_description_an_admin_edited(db):
         await db.commit()
 
 
-async def test_no_migration_creates_a_user(db):
+async def test_no_migration_creates_a_user(db: AsyncSession) -> None:
     assert (await db.exec(select(User))).all() == []

@@ -8,11 +8,12 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+from httpx import AsyncClient
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.routing import Route
 
 from app.api.deps import (
-    Principal,
     get_cookie_session,
     get_principal,
     get_session_credentials,
@@ -20,8 +21,8 @@ from app.api.deps import (
     require_roles,
 )
 from app.core.permissions import PermissionName, RoleName
-from app.db.principals import PrincipalReader
-from app.models import Role, UserRole
+from app.db.principals import Principal, PrincipalReader
+from app.models import Role, User, UserRole
 from tests.conftest import count_calls
 
 # Routes anyone may call. Everything else must authenticate. Some entries may not exist yet.
@@ -95,14 +96,14 @@ def unprotected_routes(app: FastAPI) -> list[str]:
     return found
 
 
-def test_every_non_public_route_requires_authentication(app):
+def test_every_non_public_route_requires_authentication(app: FastAPI) -> None:
     checked = {route.path for route in expanded_routes(app)} - PUBLIC_PATHS
     assert {"/api/v1/users/me", "/api/v1/admin/users", "/api/v1/auth/logout"} <= checked
     problems = unprotected_routes(app)
     assert not problems, "\n".join(problems)
 
 
-def test_the_walker_names_an_unprotected_route():
+def test_the_walker_names_an_unprotected_route() -> None:
     """On an app of its own, so an unprotected route of the real app fails only the test above."""
     router = APIRouter(prefix="/api/v1/notes")
 
@@ -121,7 +122,7 @@ def test_the_walker_names_an_unprotected_route():
     ]
 
 
-def test_routes_are_mounted_flat(app):
+def test_routes_are_mounted_flat(app: FastAPI) -> None:
     """An included router is a node FastAPI matches again on every request (app/api/router.py)."""
     nodes = [
         "a router of " + ", ".join(describe(inner) for inner in iter_route_contexts([route]))
@@ -131,7 +132,9 @@ def test_routes_are_mounted_flat(app):
     assert not nodes, "\n".join(nodes)
 
 
-async def test_a_router_included_the_fastapi_way_is_served_flat_and_protected(app, signed_in):
+async def test_a_router_included_the_fastapi_way_is_served_flat_and_protected(
+    app: FastAPI, signed_in: AsyncClient
+) -> None:
     router = APIRouter(prefix="/extra")
 
     @router.get("/ping")
@@ -156,7 +159,7 @@ async def test_a_router_included_the_fastapi_way_is_served_flat_and_protected(ap
     assert (await signed_in.get("/api/v1/extra/ping")).status_code == 401
 
 
-def test_every_admin_route_checks_a_permission(app):
+def test_every_admin_route_checks_a_permission(app: FastAPI) -> None:
     admin_routes = [
         r for r in expanded_routes(app) if is_api_route(r) and r.path.startswith("/api/v1/admin/")
     ]
@@ -167,7 +170,9 @@ def test_every_admin_route_checks_a_permission(app):
 
 
 @pytest.mark.parametrize(("method", "path", "body", "permission"), ADMIN_ROUTES)
-async def test_a_normal_user_gets_403_on_admin_routes(signed_in, method, path, body, permission):
+async def test_a_normal_user_gets_403_on_admin_routes(
+    signed_in: AsyncClient, method: str, path: str, body: dict[str, object] | None, permission: str
+) -> None:
     response = await signed_in.request(method, path, json=body)
     assert response.status_code == 403
     assert response.json() == {
@@ -177,12 +182,16 @@ async def test_a_normal_user_gets_403_on_admin_routes(signed_in, method, path, b
 
 
 @pytest.mark.parametrize(("method", "path", "body", "permission"), ADMIN_ROUTES)
-async def test_admin_routes_need_authentication(client, method, path, body, permission):
+async def test_admin_routes_need_authentication(
+    client: AsyncClient, method: str, path: str, body: dict[str, object] | None, permission: str
+) -> None:
     response = await client.request(method, path, json=body)
     assert response.status_code == 401
 
 
-async def test_the_principal_is_read_once_per_request(app, signed_in, alice, monkeypatch):
+async def test_the_principal_is_read_once_per_request(
+    app: FastAPI, signed_in: AsyncClient, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
     @app.get(
         "/api/v1/rbac-probe",
         dependencies=[Depends(require_roles(RoleName.USER)), Depends(require_permissions())],
@@ -197,7 +206,9 @@ async def test_the_principal_is_read_once_per_request(app, signed_in, alice, mon
     assert len(lookups) == 1
 
 
-async def test_require_roles(app, signed_in, alice, db):
+async def test_require_roles(
+    app: FastAPI, signed_in: AsyncClient, alice: User, db: AsyncSession
+) -> None:
     @app.get("/api/v1/rbac-admins", dependencies=[Depends(require_roles(RoleName.ADMIN))])
     async def admins_only() -> str:
         return "ok"
