@@ -76,8 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if schema else None,
         redoc_url=None,
         openapi_tags=OPENAPI_TAGS,
+        # Passed here, the API comes before the docs routes FastAPI adds: matched first.
+        routes=flat_routes(api_router().routes),
     )
-    app.include_router(api_router())
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker

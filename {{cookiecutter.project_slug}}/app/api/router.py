@@ -2,8 +2,8 @@
 
 A new feature is a new module there, with nothing else to edit. The busiest areas come first
 (Starlette tries routes in order), the others follow alphabetically; `OPENAPI_TAGS` keeps the
-docs in reading order. `create_app` includes the result the usual FastAPI way, and
-`Service.include_router` (app/main.py) keeps the app's routes flat with `flat_routes`.
+docs in reading order. `create_app` hands the app these routes flat (`flat_routes`), and
+`Service.include_router` (app/main.py) flattens any router included later the same way.
 """
 
 import importlib
