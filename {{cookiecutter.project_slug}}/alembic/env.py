@@ -1,7 +1,9 @@
 """Alembic runs migrations through the application's async engine and settings.
 
 An upgrade, downgrade or stamp that leaves the database at head also syncs the permission and
-role rows with `app/core/permissions.py` (see `app/db/catalogue.py`), in the same transaction.
+role rows with `app/core/permissions.py` (see `app/db/catalogue.py`), in the migrations'
+transaction where the database has transactional DDL (PostgreSQL). Offline `--sql` scripts do
+not carry the sync: run an online `alembic upgrade head` after applying one.
 """
 
 import asyncio

@@ -49,9 +49,9 @@ def flat_routes(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
     """`routes` with each included router replaced by its routes, complete on their own.
 
     Since 0.137 FastAPI keeps an included router as one node and matches the path again inside
-    it on every request, a cost every authenticated request would pay. A
-    router holding anything but API routes (a websocket, a mount) stays a node: FastAPI serves
-    it either way, only slower.
+    it on every request, a cost every authenticated request would pay. A router holding
+    anything but API routes (a websocket, a mount) stays a node: FastAPI serves it either way,
+    only slower.
     """
     flattened: list[BaseRoute] = []
     for node in routes:

@@ -1,10 +1,11 @@
 """The permission and role rows, brought in line with `app/core/permissions.py`.
 
-`alembic/env.py` runs `sync_catalogue` after every upgrade that reaches head, in the upgrade's
-transaction. A sync rather than seed rows in migrations: a migration is frozen when written,
-so each new permission would need a hand-written data migration, and `admin` would miss every
-permission someone forgot to grant it. The sync is idempotent and only touches what the
-catalogue declares, so roles created through the admin API, and extra grants, stay.
+`alembic/env.py` runs `sync_catalogue` after every upgrade that reaches head. A sync rather
+than rows seeded by migrations: a migration is frozen when written, so each new permission
+would need a hand-written data migration, and `admin` would miss every permission someone
+forgot to grant it. The sync is idempotent and only touches what the catalogue declares, so
+roles created through the admin API, and extra grants, stay. Undeclared permissions are
+deleted (their grants with them): the catalogue is the list of what the code checks.
 """
 
 import uuid
@@ -32,9 +33,12 @@ def sync_catalogue(connection: Connection) -> None:
     connection.execute(delete(permission).where(permission.c.id.in_(stale)))
 
     role_ids = _ensure(connection, role, RoleName, refresh=False)
-    held = set(
-        connection.execute(select(role_permission.c.role_id, role_permission.c.permission_id))
-    )
+    held = {
+        (role_id, permission_id)
+        for role_id, permission_id in connection.execute(
+            select(role_permission.c.role_id, role_permission.c.permission_id)
+        )
+    }
     missing = [
         {"role_id": role_ids[name], "permission_id": permission_ids[granted_name]}
         for name in RoleName
