@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -13,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,17 @@ def run(
         timeout=timeout,
         check=False,
     )
+
+
+def alembic_on(project: Path, database_url: str) -> Callable[..., None]:
+    """`alembic(*args)`: the project's Alembic against `database_url`; fails the test on error."""
+    env = clean_env(DATABASE_URL=database_url, SECRET_KEY=secrets.token_hex(32))
+
+    def alembic(*args: str) -> None:
+        result = run([sys.executable, "-m", "alembic", *args], cwd=project, env=env)
+        assert result.returncode == 0, output_of(result)
+
+    return alembic
 
 
 def output_of(result: subprocess.CompletedProcess[str], tail: int = 200) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import secrets
 import sqlite3
 import sys
 import tomllib
@@ -17,7 +16,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from expected_files import expected_files
-from support import TEMPLATE_DIR, Variant, clean_env, output_of, pytest_summary, run, variant_params
+from support import (
+    TEMPLATE_DIR,
+    Variant,
+    alembic_on,
+    clean_env,
+    output_of,
+    pytest_summary,
+    run,
+    variant_params,
+)
 
 ALL = variant_params()
 
@@ -161,12 +169,7 @@ def table_names(database_url: str) -> set[str]:
 @pytest.mark.parametrize("variant", ALL)
 def test_migrations_upgrade_check_downgrade(project: Path, fresh_database) -> None:
     database_url = fresh_database("alembic")
-    env = clean_env(DATABASE_URL=database_url, SECRET_KEY=secrets.token_hex(32))
-
-    def alembic(*args: str) -> None:
-        result = run([sys.executable, "-m", "alembic", *args], cwd=project, env=env)
-        assert result.returncode == 0, output_of(result)
-
+    alembic = alembic_on(project, database_url)
     alembic("upgrade", "head")
     assert table_names(database_url) - {"alembic_version"}, "upgrade head created no table"
     alembic("check")  # the models and the migrations agree

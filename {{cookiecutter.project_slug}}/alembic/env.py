@@ -1,15 +1,24 @@
-"""Alembic runs migrations through the application's async engine and settings."""
+"""Alembic runs migrations through the application's async engine and settings.
+
+An upgrade, downgrade or stamp that leaves the database at head also syncs the permission and
+role rows with `app/core/permissions.py` (see `app/db/catalogue.py`), in the migrations'
+transaction where the database has transactional DDL (PostgreSQL). Offline `--sql` scripts do
+not carry the sync: run an online `alembic upgrade head` after applying one.
+"""
 
 import asyncio
 from logging.config import fileConfig
+from typing import Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 import app.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from app.core.config import settings_or_exit
+from app.db.catalogue import sync_catalogue
 from app.db.session import create_private_sqlite_file
 from app.models.base import UTCDateTime
 
@@ -20,7 +29,7 @@ if config.config_file_name is not None:
 target_metadata = SQLModel.metadata
 
 
-def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+def render_item(type_: str, obj: object, autogen_context: AutogenContext) -> str | Literal[False]:
     """Write plain SQLAlchemy types into migrations, so they never import app code."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
@@ -30,14 +39,17 @@ def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
     return False
 
 
-def configure(connection: Connection | None = None, **kwargs: object) -> None:
+def configure(
+    connection: Connection | None = None, *, url: str | None = None, literal_binds: bool = False
+) -> None:
     context.configure(
         connection=connection,
+        url=url,
+        literal_binds=literal_binds,
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite can only ALTER tables by copying them
         compare_type=True,
         render_item=render_item,
-        **kwargs,
     )
 
 
@@ -57,6 +69,27 @@ def do_run_migrations(connection: Connection) -> None:
     configure(connection)
     with context.begin_transaction():
         context.run_migrations()
+        if moves_the_database() and at_head():
+            sync_catalogue(connection)
+    # Without transactional DDL (SQLite) each migration commits on its own and the block above
+    # is no transaction: the sync's writes are still open here.
+    if connection.in_transaction():
+        connection.commit()
+
+
+def moves_the_database() -> bool:
+    """True for upgrade, downgrade and stamp (the commands given a destination revision); not
+    for `revision --autogenerate`, `check` or `current`, which must leave the rows alone."""
+    try:
+        context.get_revision_argument()
+    except KeyError:
+        return False
+    return True
+
+
+def at_head() -> bool:
+    heads = context.script.get_heads()
+    return set(context.get_context().get_current_heads()) == set(heads)
 
 
 async def run_migrations_online() -> None:

@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import get_settings
 from app.core.passwords import normalize_password, password_problem
+from app.core.permissions import RoleName
 from app.db.session import create_engine, create_sessionmaker
 from app.domain import RevokeReason
 from app.models import Role, User, UserRole
@@ -76,7 +77,7 @@ def create_admin(email: str) -> None:
             await SessionService(db, ctx).revoke_all(user.id, reason, None)
         if user is None:
             raise typer.BadParameter(f"{email} was registered meanwhile; run the command again")
-        admin = (await db.exec(select(Role).where(Role.name == "admin"))).one()
+        admin = (await db.exec(select(Role).where(Role.name == RoleName.ADMIN))).one()
         if await db.get(UserRole, (user.id, admin.id)) is None:
             db.add(UserRole(user_id=user.id, role_id=admin.id))
         db.add(user)

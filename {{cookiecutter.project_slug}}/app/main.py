@@ -4,15 +4,16 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from http import HTTPStatus
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
-from app.api.router import OPENAPI_TAGS, all_routes
+from app.api.router import OPENAPI_TAGS, api_router, flat_routes
 from app.core.after_response import AfterResponseMiddleware
 from app.core.body_limit import BodyLimitMiddleware
 from app.core.config import Settings, settings_or_exit
@@ -28,13 +29,17 @@ logger = logging.getLogger("app")
 
 
 class Service(FastAPI):
-    """FastAPI with the security headers outermost.
+    """FastAPI with flat routes and the security headers outermost."""
 
-    Starlette renders a 500 in ServerErrorMiddleware, which sits outside every user
-    middleware; wrapping the built stack is the only place whose headers reach that response.
-    """
+    def include_router(self, router: APIRouter, **options: Any) -> None:
+        """FastAPI's include, then the included routes laid out flat (app/api/router.py): a
+        router mounted the usual way is matched as cheaply as the built-in routes."""
+        super().include_router(router, **options)
+        self.router.routes = flat_routes(self.router.routes)
 
     def build_middleware_stack(self) -> ASGIApp:
+        """Starlette renders a 500 in ServerErrorMiddleware, which sits outside every user
+        middleware; wrapping the built stack is the only place whose headers reach it."""
         settings: Settings = self.state.settings
         docs = (self.docs_url, self.swagger_ui_oauth2_redirect_url) if self.docs_url else ()
         return SecurityHeadersMiddleware(
@@ -71,7 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if schema else None,
         redoc_url=None,
         openapi_tags=OPENAPI_TAGS,
-        routes=all_routes(),
+        # Passed here, the API comes before the docs routes FastAPI adds: matched first.
+        routes=flat_routes(api_router().routes),
     )
     app.state.settings = settings
     app.state.engine = engine

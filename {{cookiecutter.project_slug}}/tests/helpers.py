@@ -24,12 +24,13 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
+from app.core.permissions import RoleName
 from app.models import User
 from app.services import users
 from app.services.email import Email
 
 PROJECT = Path(__file__).resolve().parent.parent
-SEEDED_ROLES = ("user", "admin")
+SEEDED_ROLES = tuple(RoleName)
 PASSWORD = "correct horse battery staple"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 ALICE = "alice@example.com"

@@ -4,21 +4,18 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.permissions import RoleName, granted
 from app.models import AuditEvent, DeviceSession, Role, User, UserRole
 from app.schemas.user import UserRead
 from tests.helpers import browser, create_user, login
 
-ALL_PERMISSIONS = [
-    "roles:read",
-    "roles:write",
-    "sessions:read",
-    "sessions:write",
-    "users:read",
-    "users:write",
-]
+ALL_PERMISSIONS = sorted(granted(RoleName.ADMIN))
+USER_PERMISSIONS = sorted(granted(RoleName.USER))
 SESSION_FIELDS = {
     "id",
     "device_label",
@@ -30,7 +27,7 @@ SESSION_FIELDS = {
 }
 
 
-async def grant_role(app, user: User, role_name: str) -> None:
+async def grant_role(app: FastAPI, user: User, role_name: str) -> None:
     async with app.state.sessionmaker() as db:
         role = (await db.exec(select(Role).where(Role.name == role_name))).one()
         db.add(UserRole(user_id=user.id, role_id=role.id))
@@ -38,14 +35,14 @@ async def grant_role(app, user: User, role_name: str) -> None:
 
 
 @pytest.fixture
-async def root(app) -> User:
+async def root(app: FastAPI) -> User:
     user = await create_user(app, "root@example.com")
-    await grant_role(app, user, "admin")
+    await grant_role(app, user, RoleName.ADMIN)
     return user
 
 
 @pytest.fixture
-async def admin(client, root) -> AsyncClient:
+async def admin(client: AsyncClient, root: User) -> AsyncClient:
     """The shared `client`, signed in as the admin."""
     response = await login(client, "root@example.com")
     client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
@@ -53,24 +50,24 @@ async def admin(client, root) -> AsyncClient:
 
 
 @pytest.fixture
-async def bob(app) -> User:
+async def bob(app: FastAPI) -> User:
     return await create_user(app, "bob@example.com")
 
 
 @pytest.fixture
-async def bob_client(app, bob) -> AsyncIterator[AsyncClient]:
+async def bob_client(app: FastAPI, bob: User) -> AsyncIterator[AsyncClient]:
     async with browser(app, "bob@example.com") as http:
         yield http
 
 
-async def audit_types(db) -> list[str]:
+async def audit_types(db: AsyncSession) -> list[str]:
     return list((await db.exec(select(AuditEvent.type))).all())
 
 
 # --- users -------------------------------------------------------------------------------
 
 
-async def test_list_users_is_paginated(app, admin):
+async def test_list_users_is_paginated(app: FastAPI, admin: AsyncClient) -> None:
     for n in range(3):
         await create_user(app, f"user{n}@example.com")
 
@@ -94,13 +91,15 @@ async def test_list_users_is_paginated(app, admin):
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "x"}])
-async def test_list_users_rejects_bad_paging(admin, params):
+async def test_list_users_rejects_bad_paging(
+    admin: AsyncClient, params: dict[str, int | str]
+) -> None:
     response = await admin.get("/api/v1/admin/users", params=params)
     assert response.status_code == 422
     assert response.json()["detail"]
 
 
-async def test_view_user_and_404s(admin, bob):
+async def test_view_user_and_404s(admin: AsyncClient, bob: User) -> None:
     response = await admin.get(f"/api/v1/admin/users/{bob.id}")
     assert response.status_code == 200
     assert response.json()["email"] == "bob@example.com"
@@ -117,7 +116,9 @@ async def test_view_user_and_404s(admin, bob):
     assert (await admin.delete(missing + "/sessions")).status_code == 404
 
 
-async def test_patch_roles_takes_effect_on_the_next_request(admin, bob, bob_client, db):
+async def test_patch_roles_takes_effect_on_the_next_request(
+    admin: AsyncClient, bob: User, bob_client: AsyncClient, db: AsyncSession
+) -> None:
     assert (await bob_client.get("/api/v1/admin/users")).status_code == 403
 
     response = await admin.patch(f"/api/v1/admin/users/{bob.id}", json={"roles": ["user", "admin"]})
@@ -133,7 +134,7 @@ async def test_patch_roles_takes_effect_on_the_next_request(admin, bob, bob_clie
     assert "user_updated" in await audit_types(db)
 
 
-async def test_patch_rejects_unknown_roles_and_other_fields(admin, bob):
+async def test_patch_rejects_unknown_roles_and_other_fields(admin: AsyncClient, bob: User) -> None:
     url = f"/api/v1/admin/users/{bob.id}"
     unknown = await admin.patch(url, json={"roles": ["user", "wizard", "ghost"]})
     assert unknown.status_code == 400
@@ -146,14 +147,16 @@ async def test_patch_rejects_unknown_roles_and_other_fields(admin, bob):
         assert response.json()["detail"]
 
 
-async def test_patch_is_verified(admin, app):
+async def test_patch_is_verified(admin: AsyncClient, app: FastAPI) -> None:
     carol = await create_user(app, "carol@example.com", is_verified=False)
     response = await admin.patch(f"/api/v1/admin/users/{carol.id}", json={"is_verified": True})
     assert response.status_code == 200
     assert response.json()["is_verified"] is True
 
 
-async def test_deactivation_revokes_every_session_at_once(app, admin, bob, bob_client, db):
+async def test_deactivation_revokes_every_session_at_once(
+    app: FastAPI, admin: AsyncClient, bob: User, bob_client: AsyncClient, db: AsyncSession
+) -> None:
     async with browser(app, "bob@example.com") as other_device:
         assert (await bob_client.get("/api/v1/users/me")).status_code == 200
 
@@ -176,7 +179,9 @@ async def test_deactivation_revokes_every_session_at_once(app, admin, bob, bob_c
     await login(bob_client, "bob@example.com")
 
 
-async def test_delete_user(admin, bob, bob_client, db):
+async def test_delete_user(
+    admin: AsyncClient, bob: User, bob_client: AsyncClient, db: AsyncSession
+) -> None:
     response = await admin.delete(f"/api/v1/admin/users/{bob.id}")
     assert response.status_code == 204
     assert (await admin.get(f"/api/v1/admin/users/{bob.id}")).status_code == 404
@@ -187,7 +192,7 @@ async def test_delete_user(admin, bob, bob_client, db):
     assert "user_deleted" in await audit_types(db)
 
 
-async def test_admin_cannot_lock_themselves_out(admin, root):
+async def test_admin_cannot_lock_themselves_out(admin: AsyncClient, root: User) -> None:
     url = f"/api/v1/admin/users/{root.id}"
     for body, detail in (
         ({"is_active": False}, "You cannot deactivate your own account"),
@@ -209,7 +214,9 @@ async def test_admin_cannot_lock_themselves_out(admin, root):
     assert (await admin.patch(url, json={"roles": ["admin"]})).status_code == 200
 
 
-async def test_the_last_active_admin_cannot_be_removed_by_someone_else(app, admin, root):
+async def test_the_last_active_admin_cannot_be_removed_by_someone_else(
+    app: FastAPI, admin: AsyncClient, root: User
+) -> None:
     """Even a holder of every permission without the admin role cannot take away the only
     admin (anyone holding less is refused earlier: test_attack_privileges.py)."""
     created = await admin.post(
@@ -232,14 +239,16 @@ async def test_the_last_active_admin_cannot_be_removed_by_someone_else(app, admi
 
         # With a second admin in place it is allowed.
         second = await create_user(app, "second@example.com")
-        await grant_role(app, second, "admin")
+        await grant_role(app, second, RoleName.ADMIN)
         assert (await http.patch(url, json={"roles": ["user"]})).status_code == 200
 
 
 # --- sessions of another user -------------------------------------------------------------
 
 
-async def test_list_and_revoke_another_users_sessions(app, admin, bob, bob_client, db):
+async def test_list_and_revoke_another_users_sessions(
+    app: FastAPI, admin: AsyncClient, bob: User, bob_client: AsyncClient, db: AsyncSession
+) -> None:
     async with browser(app, "bob@example.com"):
         url = f"/api/v1/admin/users/{bob.id}/sessions"
         response = await admin.get(url)
@@ -265,16 +274,18 @@ async def test_list_and_revoke_another_users_sessions(app, admin, bob, bob_clien
 # --- roles ---------------------------------------------------------------------------------
 
 
-async def test_list_roles(admin):
+async def test_list_roles(admin: AsyncClient) -> None:
     response = await admin.get("/api/v1/admin/roles")
     assert response.status_code == 200
     roles = {r["name"]: r for r in response.json()}
     assert roles["admin"]["permissions"] == ALL_PERMISSIONS
-    assert roles["user"]["permissions"] == []
+    assert roles["user"]["permissions"] == USER_PERMISSIONS
     assert roles["user"]["description"]
 
 
-async def test_create_and_patch_a_role(admin, bob, bob_client, db):
+async def test_create_and_patch_a_role(
+    admin: AsyncClient, bob: User, bob_client: AsyncClient, db: AsyncSession
+) -> None:
     response = await admin.post(
         "/api/v1/admin/roles",
         json={
@@ -308,7 +319,7 @@ async def test_create_and_patch_a_role(admin, bob, bob_client, db):
     assert "role_created" in types and "role_updated" in types
 
 
-async def test_role_errors(admin):
+async def test_role_errors(admin: AsyncClient) -> None:
     url = "/api/v1/admin/roles"
     assert (await admin.post(url, json={"name": "ops"})).status_code == 201
 
@@ -337,7 +348,7 @@ async def test_role_errors(admin):
     assert unknown.status_code == 400
 
 
-async def test_the_admin_role_keeps_every_permission(admin):
+async def test_the_admin_role_keeps_every_permission(admin: AsyncClient) -> None:
     roles = {r["name"]: r["id"] for r in (await admin.get("/api/v1/admin/roles")).json()}
     response = await admin.patch(
         f"/api/v1/admin/roles/{roles['admin']}", json={"permissions": ["users:read"]}

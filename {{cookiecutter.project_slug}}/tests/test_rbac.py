@@ -4,24 +4,26 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-import fastapi.routing
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
+from httpx import AsyncClient
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.routing import Route
 
 from app.api.deps import (
-    Principal,
     get_cookie_session,
     get_principal,
     get_session_credentials,
     require_permissions,
     require_roles,
 )
+from app.core.permissions import PermissionName, RoleName
 from app.db.principals import PrincipalReader
-from app.models import Role, UserRole
+from app.domain import Principal
+from app.models import Role, User, UserRole
 from tests.helpers import count_calls
 
 # Routes anyone may call. Everything else must authenticate. Some entries may not exist yet.
@@ -63,13 +65,8 @@ ADMIN_ROUTES = [
 
 
 def expanded_routes(app: FastAPI) -> list[Any]:
-    """Every route with its full path and dependencies.
-
-    Since FastAPI 0.137 `app.routes` keeps each included router as one node; the public
-    `iter_route_contexts` (0.137.2+) expands them. Older versions list every route already.
-    """
-    expand = getattr(fastapi.routing, "iter_route_contexts", None)
-    return list(expand(app.routes)) if expand else list(app.routes)
+    """Every route with its full path and dependencies, included routers expanded."""
+    return list(iter_route_contexts(app.routes))
 
 
 def is_api_route(route: Any) -> bool:
@@ -82,43 +79,88 @@ def calls(dependant: Dependant) -> Iterator[object]:
         yield from calls(dependency)
 
 
+def describe(route: Any) -> str:
+    """`GET /api/v1/notes/count`: how a person names a route."""
+    methods = ",".join(sorted(getattr(route, "methods", None) or [])) or type(route).__name__
+    path = getattr(route, "path", None) or repr(route)
+    return f"{methods} {path}"
+
+
 def unprotected_routes(app: FastAPI) -> list[str]:
     """Routes outside PUBLIC_PATHS that depend on none of the AUTHENTICATORS anywhere."""
     found = []
     for route in expanded_routes(app):
-        path = getattr(route, "path", None) or repr(route)
-        if path in PUBLIC_PATHS:
+        if getattr(route, "path", None) in PUBLIC_PATHS:
             continue
         if not is_api_route(route) or not AUTHENTICATORS & set(calls(route.dependant)):
-            methods = ",".join(sorted(getattr(route, "methods", None) or []))
-            found.append(f"{methods} {path}")
+            found.append(f"{describe(route)} has no authentication dependency")
     return found
 
 
-def test_every_non_public_route_requires_authentication(app):
+def test_every_non_public_route_requires_authentication(app: FastAPI) -> None:
     checked = {route.path for route in expanded_routes(app)} - PUBLIC_PATHS
     assert {"/api/v1/users/me", "/api/v1/admin/users", "/api/v1/auth/logout"} <= checked
-    assert unprotected_routes(app) == []
+    problems = unprotected_routes(app)
+    assert not problems, "\n".join(problems)
 
 
-def test_the_walker_catches_an_unprotected_route(app):
-    @app.get("/api/v1/oops")
-    async def oops() -> dict[str, str]:
-        return {}
+def test_the_walker_names_an_unprotected_route() -> None:
+    """On an app of its own, so an unprotected route of the real app fails only the test above."""
+    router = APIRouter(prefix="/api/v1/notes")
 
-    @app.get("/api/v1/guarded", dependencies=[Depends(require_permissions("users:read"))])
-    async def guarded() -> dict[str, str]:
-        return {}
+    @router.get("/count")
+    async def count() -> int:
+        return 0
 
-    assert unprotected_routes(app) == ["GET /api/v1/oops"]
+    @router.get("", dependencies=[Depends(require_permissions(PermissionName.USERS_READ))])
+    async def guarded() -> list[str]:
+        return []
+
+    planted = FastAPI()
+    planted.include_router(router)
+    assert unprotected_routes(planted) == [
+        "GET /api/v1/notes/count has no authentication dependency"
+    ]
 
 
-def test_routes_are_mounted_flat(app):
+def test_routes_are_mounted_flat(app: FastAPI) -> None:
     """An included router is a node FastAPI matches again on every request (app/api/router.py)."""
-    assert [route for route in app.routes if not isinstance(route, Route)] == []
+    nodes = [
+        "a router of " + ", ".join(describe(inner) for inner in iter_route_contexts([route]))
+        for route in app.routes
+        if not isinstance(route, Route)
+    ]
+    assert not nodes, "\n".join(nodes)
 
 
-def test_every_admin_route_checks_a_permission(app):
+async def test_a_router_included_the_fastapi_way_is_served_flat_and_protected(
+    app: FastAPI, signed_in: AsyncClient
+) -> None:
+    router = APIRouter(prefix="/extra")
+
+    @router.get("/ping")
+    async def ping() -> str:
+        return "pong"
+
+    @router.get("/users", dependencies=[Depends(require_permissions(PermissionName.USERS_READ))])
+    async def users() -> list[str]:
+        return []
+
+    app.include_router(router, prefix="/api/v1", dependencies=[Depends(require_permissions())])
+
+    test_routes_are_mounted_flat(app)
+    assert unprotected_routes(app) == []
+    assert (await signed_in.get("/api/v1/extra/ping")).json() == "pong"
+    refused = await signed_in.get("/api/v1/extra/users")
+    assert refused.json() == {
+        "detail": f"Missing permission: {PermissionName.USERS_READ}",
+        "code": "permission_denied",
+    }
+    signed_in.cookies.clear()
+    assert (await signed_in.get("/api/v1/extra/ping")).status_code == 401
+
+
+def test_every_admin_route_checks_a_permission(app: FastAPI) -> None:
     admin_routes = [
         r for r in expanded_routes(app) if is_api_route(r) and r.path.startswith("/api/v1/admin/")
     ]
@@ -129,7 +171,9 @@ def test_every_admin_route_checks_a_permission(app):
 
 
 @pytest.mark.parametrize(("method", "path", "body", "permission"), ADMIN_ROUTES)
-async def test_a_normal_user_gets_403_on_admin_routes(signed_in, method, path, body, permission):
+async def test_a_normal_user_gets_403_on_admin_routes(
+    signed_in: AsyncClient, method: str, path: str, body: dict[str, object] | None, permission: str
+) -> None:
     response = await signed_in.request(method, path, json=body)
     assert response.status_code == 403
     assert response.json() == {
@@ -139,17 +183,21 @@ async def test_a_normal_user_gets_403_on_admin_routes(signed_in, method, path, b
 
 
 @pytest.mark.parametrize(("method", "path", "body", "permission"), ADMIN_ROUTES)
-async def test_admin_routes_need_authentication(client, method, path, body, permission):
+async def test_admin_routes_need_authentication(
+    client: AsyncClient, method: str, path: str, body: dict[str, object] | None, permission: str
+) -> None:
     response = await client.request(method, path, json=body)
     assert response.status_code == 401
 
 
-async def test_the_principal_is_read_once_per_request(app, signed_in, alice, monkeypatch):
+async def test_the_principal_is_read_once_per_request(
+    app: FastAPI, signed_in: AsyncClient, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
     @app.get(
         "/api/v1/rbac-probe",
-        dependencies=[Depends(require_roles("user")), Depends(require_permissions())],
+        dependencies=[Depends(require_roles(RoleName.USER)), Depends(require_permissions())],
     )
-    async def probe(principal: Annotated[Principal, Depends(require_roles("user"))]) -> str:
+    async def probe(principal: Annotated[Principal, Depends(require_roles(RoleName.USER))]) -> str:
         return principal.email
 
     lookups = count_calls(monkeypatch, PrincipalReader, "read")
@@ -159,8 +207,10 @@ async def test_the_principal_is_read_once_per_request(app, signed_in, alice, mon
     assert len(lookups) == 1
 
 
-async def test_require_roles(app, signed_in, alice, db):
-    @app.get("/api/v1/rbac-admins", dependencies=[Depends(require_roles("admin"))])
+async def test_require_roles(
+    app: FastAPI, signed_in: AsyncClient, alice: User, db: AsyncSession
+) -> None:
+    @app.get("/api/v1/rbac-admins", dependencies=[Depends(require_roles(RoleName.ADMIN))])
     async def admins_only() -> str:
         return "ok"
 
@@ -168,7 +218,7 @@ async def test_require_roles(app, signed_in, alice, db):
     assert refused.status_code == 403
     assert refused.json() == {"detail": "Missing role: admin", "code": "permission_denied"}
 
-    admin = (await db.exec(select(Role).where(Role.name == "admin"))).one()
+    admin = (await db.exec(select(Role).where(Role.name == RoleName.ADMIN))).one()
     db.add(UserRole(user_id=alice.id, role_id=admin.id))
     await db.commit()
     assert (await signed_in.get("/api/v1/rbac-admins")).status_code == 200

@@ -1,14 +1,17 @@
-"""Initial schema; seeds the `user` and `admin` roles and their permissions.
+"""Initial schema.
 
-No user is created here: the first admin comes from `python -m app.cli create-admin`.
+Constraint names are written out (they follow `NAMING_CONVENTION` in `app/models/base.py`), so
+this file keeps meaning the same schema whatever the convention becomes. The roles and
+permissions are not seeded here: `alembic/env.py` syncs them from `app/core/permissions.py`
+after the upgrade. No user is created: the first admin comes from `python -m app.cli create-admin`.
 
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-26
 """
 
-import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -18,33 +21,15 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-SEED_NAMESPACE = uuid.UUID("6f1c2b9e-3d5a-4c1e-9a43-0d7c1e2f8b10")
-PERMISSIONS = {
-    "users:read": "List and view users",
-    "users:write": "Change, deactivate and delete users",
-    "roles:read": "List roles and their permissions",
-    "roles:write": "Create roles and change their permissions",
-    "sessions:read": "View any user's sessions",
-    "sessions:write": "Revoke any user's sessions",
-}
-ROLES = {
-    "user": ("Default role of every new account", []),
-    "admin": ("Every permission", list(PERMISSIONS)),
-}
 
-
-def seed_id(kind: str, name: str) -> uuid.UUID:
-    return uuid.uuid5(SEED_NAMESPACE, f"{kind}:{name}")
-
-
-def timestamp(name: str, nullable: bool = False) -> sa.Column:
+def timestamp(name: str, nullable: bool = False) -> sa.Column[Any]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
 def upgrade() -> None:
     op.create_table(
         "user",
-        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("is_active", sa.Boolean(), nullable=False),
@@ -53,43 +38,59 @@ def upgrade() -> None:
         timestamp("updated_at"),
         timestamp("last_login_at", nullable=True),
         timestamp("password_changed_at"),
+        sa.PrimaryKeyConstraint("id", name="pk_user"),
     )
     op.create_index("ix_user_email", "user", ["email"], unique=True)
 
-    role = op.create_table(
+    op.create_table(
         "role",
-        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("description", sa.String(length=255), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_role"),
     )
     op.create_index("ix_role_name", "role", ["name"], unique=True)
 
-    permission = op.create_table(
+    op.create_table(
         "permission",
-        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("description", sa.String(length=255), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_permission"),
     )
     op.create_index("ix_permission_name", "permission", ["name"], unique=True)
 
     op.create_table(
         "user_role",
-        sa.Column("user_id", sa.Uuid(), primary_key=True),
-        sa.Column("role_id", sa.Uuid(), primary_key=True),
-        sa.ForeignKeyConstraint(["user_id"], ["user.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["role_id"], ["role.id"], ondelete="CASCADE"),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("role_id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["user.id"], name="fk_user_role_user_id_user", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["role_id"], ["role.id"], name="fk_user_role_role_id_role", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", "role_id", name="pk_user_role"),
     )
-    role_permission = op.create_table(
+    op.create_table(
         "role_permission",
-        sa.Column("role_id", sa.Uuid(), primary_key=True),
-        sa.Column("permission_id", sa.Uuid(), primary_key=True),
-        sa.ForeignKeyConstraint(["role_id"], ["role.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["permission_id"], ["permission.id"], ondelete="CASCADE"),
+        sa.Column("role_id", sa.Uuid(), nullable=False),
+        sa.Column("permission_id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["role_id"], ["role.id"], name="fk_role_permission_role_id_role", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["permission_id"],
+            ["permission.id"],
+            name="fk_role_permission_permission_id_permission",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("role_id", "permission_id", name="pk_role_permission"),
     )
 
     op.create_table(
         "session",
-        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
         timestamp("created_at"),
         timestamp("last_seen_at"),
@@ -105,13 +106,16 @@ def upgrade() -> None:
         sa.Column("refresh_token_hash", sa.String(length=64), nullable=False),
         sa.Column("previous_refresh_token_hash", sa.String(length=64), nullable=True),
         timestamp("refresh_issued_at"),
-        sa.ForeignKeyConstraint(["user_id"], ["user.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["user.id"], name="fk_session_user_id_user", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_session"),
     )
     op.create_index("ix_session_user_id", "session", ["user_id"])
 
     op.create_table(
         "one_time_token",
-        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.Column("purpose", sa.String(length=32), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
@@ -119,47 +123,30 @@ def upgrade() -> None:
         timestamp("expires_at"),
         timestamp("used_at", nullable=True),
         sa.Column("new_email", sa.String(length=320), nullable=True),
-        sa.ForeignKeyConstraint(["user_id"], ["user.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["user.id"], name="fk_one_time_token_user_id_user", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_one_time_token"),
     )
     op.create_index("ix_one_time_token_token_hash", "one_time_token", ["token_hash"], unique=True)
     op.create_index("ix_one_time_token_user_id", "one_time_token", ["user_id"])
 
     op.create_table(
         "audit_event",
-        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=True),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("ip_address", sa.String(length=45), nullable=True),
         sa.Column("user_agent", sa.String(length=512), nullable=True),
         sa.Column("detail", sa.String(length=512), nullable=True),
         timestamp("created_at"),
-        sa.ForeignKeyConstraint(["user_id"], ["user.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["user.id"], name="fk_audit_event_user_id_user", ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_audit_event"),
     )
     op.create_index("ix_audit_event_type", "audit_event", ["type"])
     op.create_index("ix_audit_event_user_id", "audit_event", ["user_id"])
-
-    op.bulk_insert(
-        permission,
-        [
-            {"id": seed_id("permission", name), "name": name, "description": description}
-            for name, description in PERMISSIONS.items()
-        ],
-    )
-    op.bulk_insert(
-        role,
-        [
-            {"id": seed_id("role", name), "name": name, "description": description}
-            for name, (description, _permissions) in ROLES.items()
-        ],
-    )
-    op.bulk_insert(
-        role_permission,
-        [
-            {"role_id": seed_id("role", name), "permission_id": seed_id("permission", perm)}
-            for name, (_description, permissions) in ROLES.items()
-            for perm in permissions
-        ],
-    )
 
 
 def downgrade() -> None:

@@ -1,4 +1,11 @@
-"""Every table, imported here so `SQLModel.metadata` (and Alembic) sees them all."""
+"""Every table, imported here so `SQLModel.metadata` (and Alembic) sees them all.
+
+A new module in this package is imported too, without an edit here: a table added by a feature
+is in the next `alembic revision --autogenerate` as soon as its file exists.
+"""
+
+import importlib
+import pkgutil
 
 from app.models.audit import AuditEvent, AuditEventType
 from app.models.one_time_token import OneTimeToken, TokenPurpose
@@ -18,3 +25,6 @@ __all__ = [
     "User",
     "UserRole",
 ]
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

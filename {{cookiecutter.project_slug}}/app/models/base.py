@@ -1,4 +1,4 @@
-"""Column types shared by every table."""
+"""Column types shared by every table, and the names of their constraints."""
 
 import uuid
 from datetime import UTC, datetime
@@ -7,7 +7,18 @@ from typing import Any
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field
+from sqlmodel import Field, SQLModel
+
+# Constraints get predictable names on every backend, so a later migration can drop or alter
+# them by name (SQLite's batch mode and PostgreSQL alike). Importing any model runs this first.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 from app.core import clock
 

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.permissions import PermissionName, RoleName
 from app.db.principals import grants_query
 from app.db.session import begin_exclusive
 from app.domain import Principal, RevokeReason, RoleView, UserView
@@ -54,7 +55,7 @@ from app.services.errors import (
 )
 from app.services.sessions import SessionService
 
-ADMIN_ROLE = "admin"
+ADMIN_ROLE = RoleName.ADMIN
 
 
 class AdminService:
@@ -106,7 +107,7 @@ class AdminService:
                 raise SelfLockout("You cannot remove your own admin role")
         role_ids, granted = await self._roles(new_roles)
         await self._authorise(
-            principal, "users:write", await self._reach(current_roles, current), granted
+            principal, PermissionName.USERS_WRITE, await self._reach(current_roles, current), granted
         )
         if ADMIN_ROLE in current_roles and user.is_active and (deactivating or losing_admin):
             await self._ensure_another_admin(user.id)
@@ -145,7 +146,7 @@ class AdminService:
         if user.id == principal.id:
             raise SelfLockout("You cannot delete your own account")
         roles, permissions = await self._grants(user.id)
-        await self._authorise(principal, "users:write", await self._reach(roles, permissions))
+        await self._authorise(principal, PermissionName.USERS_WRITE, await self._reach(roles, permissions))
         if ADMIN_ROLE in roles and user.is_active:
             await self._ensure_another_admin(user.id)
         await self.db.delete(user)
@@ -167,7 +168,7 @@ class AdminService:
         await self._begin()
         await self._user(user_id)
         roles, permissions = await self._grants(user_id)
-        await self._authorise(principal, "sessions:write", await self._reach(roles, permissions))
+        await self._authorise(principal, PermissionName.SESSIONS_WRITE, await self._reach(roles, permissions))
         await self.sessions.revoke_all(user_id, RevokeReason.REVOKED_BY_ADMIN, client)
         await self.db.commit()
 
@@ -200,7 +201,7 @@ class AdminService:
         if (await self.db.exec(select(Role.id).where(Role.name == name))).first():
             raise AlreadyExists(duplicate)
         permission_ids = await self._permission_ids(permissions)
-        await self._authorise(principal, "roles:write", set(permissions))
+        await self._authorise(principal, PermissionName.ROLES_WRITE, set(permissions))
         role = Role(name=name, description=description)
         self.db.add(role)
         try:
@@ -231,7 +232,7 @@ class AdminService:
         wanted = sorted(set(permissions)) if permissions is not None else current
         permission_ids = await self._permission_ids(wanted)  # unknown names first: a 400
         await self._authorise(
-            principal, "roles:write", await self._reach([role.name], current), set(wanted)
+            principal, PermissionName.ROLES_WRITE, await self._reach([role.name], current), set(wanted)
         )
         done: list[str] = []
         if permissions is not None:

@@ -7,12 +7,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.permissions import RoleName
 from app.db.principals import grants_query
 from app.domain import UserView
 from app.models import Role, User, UserRole
 from app.models.base import utcnow
 
-DEFAULT_ROLE = "user"
+DEFAULT_ROLE = RoleName.USER
 
 Grants = tuple[tuple[str, ...], tuple[str, ...]]
 NO_GRANTS: Grants = ((), ())

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, status
 
 from app.api.deps import Client, Ctx, Db, require_permissions
 from app.api.routes import API_PREFIX
+from app.core.permissions import PermissionName
 from app.domain import Principal
 from app.schemas.admin import (
     AdminUserUpdate,
@@ -31,12 +32,12 @@ async def get_admin_service(db: Db, ctx: Ctx) -> AdminService:
 
 
 Admin = Annotated[AdminService, Depends(get_admin_service)]
-UsersReader = Annotated[Principal, Depends(require_permissions("users:read"))]
-UsersWriter = Annotated[Principal, Depends(require_permissions("users:write"))]
-SessionsReader = Annotated[Principal, Depends(require_permissions("sessions:read"))]
-SessionsWriter = Annotated[Principal, Depends(require_permissions("sessions:write"))]
-RolesReader = Annotated[Principal, Depends(require_permissions("roles:read"))]
-RolesWriter = Annotated[Principal, Depends(require_permissions("roles:write"))]
+UsersReader = Annotated[Principal, Depends(require_permissions(PermissionName.USERS_READ))]
+UsersWriter = Annotated[Principal, Depends(require_permissions(PermissionName.USERS_WRITE))]
+SessionsReader = Annotated[Principal, Depends(require_permissions(PermissionName.SESSIONS_READ))]
+SessionsWriter = Annotated[Principal, Depends(require_permissions(PermissionName.SESSIONS_WRITE))]
+RolesReader = Annotated[Principal, Depends(require_permissions(PermissionName.ROLES_READ))]
+RolesWriter = Annotated[Principal, Depends(require_permissions(PermissionName.ROLES_WRITE))]
 
 
 @router.get("/users")
