@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -113,6 +114,18 @@ def test_python_is_ruff_clean(project: Path) -> None:
         [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=project
     )
     assert formatted.returncode == 0, output_of(formatted)
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_python_is_strictly_typed(project: Path) -> None:
+    """`make lint`'s mypy: strict, with the pydantic plugin, on app/, tests/ and alembic/."""
+    result = run([sys.executable, "-m", "mypy", "--cache-dir", os.devnull], cwd=project)
+    errors = [line for line in result.stdout.splitlines() if ": error: " in line]
+    if errors:
+        pytest.fail(
+            f"mypy --strict found {len(errors)} errors:\n" + "\n".join(errors), pytrace=False
+        )
+    assert result.returncode == 0, output_of(result)
 
 
 @pytest.mark.parametrize("variant", ALL)
