@@ -61,6 +61,24 @@ def test_nothing_left_unrendered(project: Path, baked) -> None:
     assert leftovers == []
 
 
+@pytest.mark.parametrize("variant", ALL)
+def test_readme_and_env_example_agree_about_redis_url(project: Path, variant: Variant) -> None:
+    """The README's settings table and env.example offer the same Redis, the same way."""
+    readme_row = next(
+        line
+        for line in (project / "README.md").read_text().splitlines()
+        if line.startswith("| `REDIS_URL` |")
+    )
+    env_example = (project / "env.example").read_text()
+    setting = re.search(r"^(#\s*)?REDIS_URL=(\S+)$", env_example, re.MULTILINE)
+    assert setting is not None, "env.example has no REDIS_URL line"
+    assert f"`{setting[2]}`" in readme_row
+    if variant.rate_limiter == "memory":  # optional there: both say what turns it on
+        assert setting[1], "the memory variant's env.example sets REDIS_URL"
+        assert "pip install redis" in env_example
+        assert "pip install redis" in readme_row
+
+
 PARSERS = {
     ".toml": tomllib.loads,
     ".yml": lambda text: list(yaml.safe_load_all(text)),
