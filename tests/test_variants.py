@@ -17,8 +17,9 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from benchmarks.infra import TEMPLATE_DIR, Variant, clean_env
 from expected_files import expected_files
-from support import TEMPLATE_DIR, Variant, clean_env, output_of, pytest_summary, run, variant_params
+from support import output_of, pytest_summary, run, variant_params
 
 ALL = variant_params()
 
