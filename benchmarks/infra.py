@@ -232,7 +232,7 @@ class Postgres:
 
     def start(self) -> None:
         self.bindir = postgres_bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="throwaway-pg-"))
         if os.geteuid() == 0:  # initdb and postgres refuse to run as root
             shutil.chown(self.root, "postgres", "postgres")
             self.as_postgres = ["runuser", "-u", "postgres", "--"]
@@ -339,7 +339,7 @@ class Redis:
         binary = shutil.which("redis-server")
         if binary is None:
             raise BenchmarkError("redis-server not found (apt-get install redis-server)")
-        self.root = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+        self.root = Path(tempfile.mkdtemp(prefix="throwaway-redis-"))
         self.port = free_port()
         log = self.root / "redis.log"
         self.process = self.procs.start(

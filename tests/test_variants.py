@@ -10,6 +10,7 @@ import secrets
 import sqlite3
 import sys
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -141,8 +142,12 @@ def test_python_is_strictly_typed(project: Path) -> None:
     result = run([sys.executable, "-m", "mypy", "--cache-dir", os.devnull], cwd=project)
     errors = [line for line in result.stdout.splitlines() if ": error: " in line]
     if errors:
+        per_file = Counter(line.split(":", 1)[0] for line in errors)
+        files = ", ".join(f"{name} ({count})" for name, count in sorted(per_file.items()))
         pytest.fail(
-            f"mypy --strict found {len(errors)} errors:\n" + "\n".join(errors), pytrace=False
+            f"mypy --strict: {len(errors)} errors in {len(per_file)} files: {files}\n\n"
+            + "\n".join(errors),
+            pytrace=False,
         )
     assert result.returncode == 0, output_of(result)
 
