@@ -1,9 +1,16 @@
-"""What the measurements run against: a rendered project, PostgreSQL, Redis and the servers."""
+"""What the measurements and the template tests run against: the template's variants, a
+clean environment, a rendered project, PostgreSQL and Redis.
+
+tests/ imports this module too (its conftest wraps these runners in fixtures), so both run the
+servers the same way and read the choices from the one place they are declared.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
+import itertools
 import json
 import os
 import secrets
@@ -30,19 +37,32 @@ BENCH_DIR = Path(__file__).resolve().parent
 BIN_DIR = Path(sys.executable).parent  # not resolved: a virtualenv's bin holds its scripts
 PYTHON = sys.executable
 
-# Settings of the generated service (and server knobs) that must not leak in from the shell.
+# The template's questions with a list of answers, as cookiecutter.json declares them.
+CHOICES: dict[str, tuple[str, ...]] = {
+    name: tuple(answers)
+    for name, answers in json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text()).items()
+    if isinstance(answers, list) and not name.startswith("_")
+}
+DATABASES = CHOICES["database"]
+RATE_LIMITERS = CHOICES["rate_limiter"]
+USE_DOCKER = CHOICES["use_docker"]
+
+# Settings of the generated service (and server and tool knobs) that must not leak in from
+# the shell into a generated project's commands.
 SCRUBBED = {
     "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ENVIRONMENT", "PORT", "WEB_CONCURRENCY",
-    "PYTHONPATH", "TRUSTED_PROXIES", "CORS_ORIGINS", "FRONTEND_URL", "EMAIL_FROM",
-    "FORWARDED_ALLOW_IPS", "GUNICORN_CMD_ARGS", "PASSWORD_MIN_LENGTH",
+    "TEST_DATABASE_URL", "TEST_REDIS_URL", "PYTHONPATH", "VIRTUAL_ENV", "TRUSTED_PROXIES",
+    "CORS_ORIGINS", "FRONTEND_URL", "EMAIL_FROM", "FORWARDED_ALLOW_IPS", "GUNICORN_CMD_ARGS",
+    "PASSWORD_MIN_LENGTH", "MAKEFLAGS", "MAKELEVEL", "MFLAGS",
 }  # fmt: skip
 SCRUBBED_PREFIXES = (
     "ARGON2_", "RATE_LIMIT_", "COOKIE_", "SMTP_", "JWT_", "SESSION_", "ACCESS_TOKEN_",
-    "REFRESH_", "VERIFY_EMAIL_", "RESET_PASSWORD_", "UVICORN_", "BENCH_",
+    "REFRESH_", "VERIFY_EMAIL_", "RESET_PASSWORD_", "UVICORN_", "BENCH_", "PYTEST_",
 )  # fmt: skip
 
 
 def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a generated project's commands: no stray settings, our tools first."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -82,37 +102,65 @@ def run_checked(
 # --------------------------------------------------------------------------- the project
 @dataclass(frozen=True)
 class Variant:
+    """One combination of the template's answers; benchmarks render without Docker files."""
+
     database: str
     rate_limiter: str
+    use_docker: str = "no"
 
     @classmethod
     def parse(cls, text: str) -> Variant:
+        """`sqlite-memory`, `postgresql-redis`, ...: the `--variant` of `python -m benchmarks`."""
         database, _, limiter = text.partition("-")
-        if database not in ("sqlite", "postgresql") or limiter not in ("memory", "redis"):
+        if database not in DATABASES or limiter not in RATE_LIMITERS:
             raise ValueError(f"unknown variant {text!r}: use DATABASE-LIMITER, e.g. sqlite-memory")
         return cls(database, limiter)
 
     @property
-    def id(self) -> str:
+    def stack(self) -> str:
+        """The database and the limiter, as `parse` reads them."""
         return f"{self.database}-{self.rate_limiter}"
 
+    @property
+    def id(self) -> str:
+        docker = "docker" if self.use_docker == "yes" else "nodocker"
+        return f"{self.stack}-{docker}"
 
-def render(variant: Variant, output_dir: Path) -> Path:
-    """`cookiecutter <template> --no-input database=... rate_limiter=...`, private config."""
-    from cookiecutter.main import cookiecutter
+    @property
+    def context(self) -> dict[str, str]:
+        return {
+            "database": self.database,
+            "rate_limiter": self.rate_limiter,
+            "use_docker": self.use_docker,
+        }
 
-    home = output_dir / "cookiecutter-home"
-    home.mkdir(parents=True)
+    @property
+    def index(self) -> int:
+        """Its place in VARIANTS: a Redis database number of its own."""
+        return VARIANTS.index(self)
+
+
+VARIANTS = tuple(
+    Variant(*answers) for answers in itertools.product(DATABASES, RATE_LIMITERS, USE_DOCKER)
+)
+
+
+def cookiecutter_config(home: Path) -> Path:
+    """A private cookiecutter config, so neither ~/.cookiecutterrc nor its replay dir is used."""
+    home.mkdir(parents=True, exist_ok=True)
     config = home / "config.yaml"
     config.write_text(f"cookiecutters_dir: {home / 'dirs'}\nreplay_dir: {home / 'replay'}\n")
+    return config
+
+
+def render(output_dir: Path, config: Path, **answers: str) -> Path:
+    """`cookiecutter <template> --no-input key=value...` into `output_dir`; the project."""
+    from cookiecutter.main import cookiecutter
+
     project = cookiecutter(
         str(TEMPLATE_DIR),
         no_input=True,
-        extra_context={
-            "database": variant.database,
-            "rate_limiter": variant.rate_limiter,
-            "use_docker": "no",
-        },
+        extra_context=answers,
         output_dir=str(output_dir),
         config_file=str(config),
     )
@@ -147,6 +195,7 @@ def seed_user(project: Path, env: dict[str, str], email: str, password: str) -> 
 
 # --------------------------------------------------------------------------- PostgreSQL
 def postgres_bindir() -> Path:
+    """Where initdb and pg_ctl live: $PG_BINDIR, PATH, or Debian's /usr/lib/postgresql/N/bin."""
     if os.environ.get("PG_BINDIR"):
         return Path(os.environ["PG_BINDIR"])
     if found := shutil.which("initdb"):
@@ -156,34 +205,55 @@ def postgres_bindir() -> Path:
         key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0,
     )
     if not candidates:
-        raise BenchmarkError("PostgreSQL binaries (initdb, pg_ctl) not found; set PG_BINDIR")
+        raise BenchmarkError(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
+            "(apt-get install postgresql) or set PG_BINDIR"
+        )
     return Path(candidates[-1]).parent
 
 
 @dataclass
 class Postgres:
-    """A throwaway cluster (initdb + pg_ctl, trust auth, loopback), durable default settings."""
+    """A throwaway cluster (initdb + pg_ctl, trust auth, loopback).
 
+    Durable settings by default, as a benchmark measures them; `fast` turns fsync off for tests,
+    whose data need not survive a crash.
+    """
+
+    fast: bool = False
     root: Path | None = None
     port: int = 0
     bindir: Path = field(default_factory=Path)
     as_postgres: list[str] = field(default_factory=list)
 
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
     def start(self) -> None:
         self.bindir = postgres_bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="throwaway-pg-"))
         if os.geteuid() == 0:  # initdb and postgres refuse to run as root
             shutil.chown(self.root, "postgres", "postgres")
             self.as_postgres = ["runuser", "-u", "postgres", "--"]
-        data, log = self.root / "data", self.root / "server.log"
-        self._pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                 "--locale=C", "--no-sync")  # fmt: skip
+        self._pg("initdb", "-D", str(self.root / "data"), "-U", "postgres", "--auth=trust",
+                 "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
         self.port = free_port()
+        self._pg_ctl("start")
+
+    def restart(self) -> None:
+        """A fast restart: every open connection is cut."""
+        self._pg_ctl("-m", "fast", "restart")
+
+    def _pg_ctl(self, *args: str) -> None:
+        assert self.root is not None
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c max_connections=200"
         )
-        self._pg("pg_ctl", "-D", str(data), "-l", str(log), "-o", options,
-                 "-w", "-t", "60", "start")  # fmt: skip
+        if self.fast:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self._pg("pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
+                 "-o", options, "-w", "-t", "60", *args)  # fmt: skip
 
     def _pg(self, tool: str, *args: str) -> None:
         assert self.root is not None
@@ -199,19 +269,7 @@ class Postgres:
             raise BenchmarkError(f"{exc}{log_tail(self.root / 'server.log')}") from exc
 
     def create_database(self, name: str) -> str:
-        import asyncio
-
-        import asyncpg
-
-        async def create() -> None:
-            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres")
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
+        return create_database(self.admin_url, name)
 
     def stop(self) -> None:
         if self.root is None:
@@ -230,9 +288,48 @@ class Postgres:
         self.root = None
 
 
+def execute_sql(admin_url: str, *statements: str) -> None:
+    """Run statements outside a transaction (CREATE DATABASE needs that) on the server."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(admin_url).set(drivername="postgresql").render_as_string(False)
+
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """The SQLAlchemy async (asyncpg) URL of database `name` on the server of `admin_url`."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=name)
+    return url.render_as_string(False)
+
+
+def create_database(admin_url: str, name: str) -> str:
+    """A fresh, empty database `name` (any previous one is dropped); its async URL."""
+    execute_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                f'CREATE DATABASE "{name}"')  # fmt: skip
+    return database_url(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    execute_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # --------------------------------------------------------------------------- Redis
 @dataclass
 class Redis:
+    """A throwaway `redis-server` on loopback, without persistence."""
+
     procs: Processes
     root: Path | None = None
     port: int = 0
@@ -242,7 +339,7 @@ class Redis:
         binary = shutil.which("redis-server")
         if binary is None:
             raise BenchmarkError("redis-server not found (apt-get install redis-server)")
-        self.root = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+        self.root = Path(tempfile.mkdtemp(prefix="throwaway-redis-"))
         self.port = free_port()
         log = self.root / "redis.log"
         self.process = self.procs.start(
@@ -263,8 +360,12 @@ class Redis:
         finally:
             client.close()
 
+    @property
+    def base_url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
     def url(self, db: int) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"{self.base_url}/{db}"
 
     def stop(self) -> None:
         if self.process is not None:

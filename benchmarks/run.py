@@ -38,6 +38,7 @@ from benchmarks.infra import (
     Variant,
     argon2_parameters,
     clean_env,
+    cookiecutter_config,
     gunicorn_args,
     render,
     run_checked,
@@ -308,8 +309,9 @@ class Benchmark:
         args = self.args
         postgres, redis = Postgres(), Redis(self.procs)
         try:
-            self.log(f"rendering {args.variant.id} into {self.scratch}")
-            project = render(args.variant, self.scratch / "render")
+            self.log(f"rendering {args.variant.stack} into {self.scratch}")
+            config = cookiecutter_config(self.scratch / "cookiecutter-home")
+            project = render(self.scratch / "render", config, **args.variant.context)
             if args.variant.database == "postgresql":
                 self.log("starting PostgreSQL")
                 postgres.start()
@@ -343,7 +345,7 @@ class Benchmark:
         commit = tool_version(["git", "-C", str(TEMPLATE_DIR), "rev-parse", "--short", "HEAD"])
         return {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "variant": args.variant.id,
+            "variant": args.variant.stack,
             "client": self.client,
             "client_version": (
                 " ".join(tool_version(["wrk", "--version"]).split()[:2])

@@ -6,7 +6,7 @@ Written out by hand on purpose: a file that appears or disappears unexpectedly i
 
 from __future__ import annotations
 
-from support import Variant
+from benchmarks.infra import Variant
 
 COMMON = {
     # project tooling and docs

@@ -1,14 +1,16 @@
-"""Shared vocabulary of the template tests: the variants, the paths, running commands."""
+"""Shared vocabulary of the template tests: the variants as pytest params, running commands.
+
+The variants themselves, the clean environment and the servers come from benchmarks/infra.py,
+which the benchmarks use too.
+"""
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,63 +18,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent
-BIN_DIR = Path(sys.executable).parent
-
-DATABASES = ("sqlite", "postgresql")
-RATE_LIMITERS = ("memory", "redis")
-USE_DOCKER = ("yes", "no")
-
-# Variables that must not leak from the developer's shell into a generated project's commands.
-SCRUBBED_ENV = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "SECRET_KEY",
-    "ENVIRONMENT",
-    "TEST_DATABASE_URL",
-    "TEST_REDIS_URL",
-    "PORT",
-    "WEB_CONCURRENCY",
-    "VIRTUAL_ENV",
-    "PYTHONPATH",
-    "MAKEFLAGS",
-    "MAKELEVEL",
-    "MFLAGS",
-)
-
-
-@dataclass(frozen=True)
-class Variant:
-    database: str
-    rate_limiter: str
-    use_docker: str
-
-    @property
-    def id(self) -> str:
-        docker = "docker" if self.use_docker == "yes" else "nodocker"
-        return f"{self.database}-{self.rate_limiter}-{docker}"
-
-    @property
-    def context(self) -> dict[str, str]:
-        return {
-            "database": self.database,
-            "rate_limiter": self.rate_limiter,
-            "use_docker": self.use_docker,
-        }
-
-    @property
-    def index(self) -> int:
-        return VARIANTS.index(self)
-
-
-VARIANTS = tuple(
-    Variant(*combo) for combo in itertools.product(DATABASES, RATE_LIMITERS, USE_DOCKER)
-)
+from benchmarks.infra import BIN_DIR, VARIANTS, clean_env
+from benchmarks.procs import free_port
 
 
 def variant_params(**only: str) -> list:
@@ -93,19 +44,6 @@ def tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed (pip install -r tests/requirements.txt)")
     return found
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for a generated project's commands: no stray settings, our tools first."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in SCRUBBED_ENV and not key.startswith("PYTEST_")
-    }
-    env["PATH"] = os.pathsep.join([str(BIN_DIR), env.get("PATH", "")])
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra)
-    return env
 
 
 def run(
@@ -138,12 +76,6 @@ def output_of(result: subprocess.CompletedProcess[str], tail: int = 200) -> str:
     return f"$ {' '.join(map(str, result.args))}\nexit {result.returncode}\n" + "\n".join(
         lines[-tail:]
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 PYTEST_SUMMARY = re.compile(

@@ -12,7 +12,8 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
-from support import TEMPLATE_DIR, output_of, run
+from benchmarks.infra import TEMPLATE_DIR
+from support import output_of, run
 
 
 def test_every_question_has_a_plain_prompt() -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from support import TEMPLATE_DIR, output_of, run
+from benchmarks.infra import TEMPLATE_DIR
+from support import output_of, run
 
 LOAD_MEASUREMENTS = (
     "ceiling_bare",

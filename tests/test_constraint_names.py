@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from support import Variant, alembic_on, variant_params
+from benchmarks.infra import Variant
+from support import alembic_on, variant_params
 
 FOREIGN_KEY = "fk_session_user_id_user"
 # The body a developer writes into `alembic revision -m "..."`'s new file.

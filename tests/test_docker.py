@@ -12,17 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from support import (
-    Variant,
-    clean_env,
-    free_port,
-    group_alive,
-    output_of,
-    run,
-    tool,
-    variant_params,
-    wait_until_ready,
-)
+from benchmarks.infra import Variant, clean_env
+from benchmarks.procs import free_port
+from support import group_alive, output_of, run, tool, variant_params, wait_until_ready
 
 DOCKER = variant_params(use_docker="yes")
 

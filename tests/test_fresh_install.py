@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from support import clean_env, output_of, pytest_summary, run
+from benchmarks.infra import clean_env
+from support import output_of, pytest_summary, run
 
 
 @pytest.mark.slow

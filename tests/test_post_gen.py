@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from cookiecutter.main import cookiecutter
 
-from support import TEMPLATE_DIR, output_of, tool
+from benchmarks.infra import TEMPLATE_DIR
+from support import output_of, tool
 
 PLACEHOLDER = re.compile(r"change|replace|placeholder|example|your|generate|<|^$|x{8}", re.I)
 

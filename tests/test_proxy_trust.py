@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import BIN_DIR, Variant, free_port, stop_group, variant_params, wait_until_ready
+from benchmarks.infra import BIN_DIR, Variant
+from benchmarks.procs import free_port
+from support import stop_group, variant_params, wait_until_ready
 from test_reliability import ADMIN, PASSWORD, prepare, service_env
 
 VARIANTS = [

@@ -14,7 +14,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from support import clean_env, output_of, pytest_summary, run
+from benchmarks.infra import clean_env
+from support import output_of, pytest_summary, run
 
 FILE_BLOCK = re.compile(r"^```python (\S+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import Variant, clean_env, output_of, run, serving, tool, variant_params
+from benchmarks.infra import Variant, clean_env
+from support import output_of, run, serving, tool, variant_params
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - a throwaway test account
 ADMIN = "root@example.com"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sqlite3
 import sys
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,17 +17,9 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from benchmarks.infra import TEMPLATE_DIR, Variant, clean_env
 from expected_files import expected_files
-from support import (
-    TEMPLATE_DIR,
-    Variant,
-    alembic_on,
-    clean_env,
-    output_of,
-    pytest_summary,
-    run,
-    variant_params,
-)
+from support import alembic_on, output_of, pytest_summary, run, variant_params
 
 ALL = variant_params()
 
@@ -66,6 +60,24 @@ def test_nothing_left_unrendered(project: Path, baked) -> None:
             if pattern.search(line):
                 leftovers.append(f"{relative}:{number}: {line.strip()}")
     assert leftovers == []
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_readme_and_env_example_agree_about_redis_url(project: Path, variant: Variant) -> None:
+    """The README's settings table and env.example offer the same Redis, the same way."""
+    readme_row = next(
+        line
+        for line in (project / "README.md").read_text().splitlines()
+        if line.startswith("| `REDIS_URL` |")
+    )
+    env_example = (project / "env.example").read_text()
+    setting = re.search(r"^(#\s*)?REDIS_URL=(\S+)$", env_example, re.MULTILINE)
+    assert setting is not None, "env.example has no REDIS_URL line"
+    assert f"`{setting[2]}`" in readme_row
+    if variant.rate_limiter == "memory":  # optional there: both say what turns it on
+        assert setting[1], "the memory variant's env.example sets REDIS_URL"
+        assert "pip install redis" in env_example
+        assert "pip install redis" in readme_row
 
 
 PARSERS = {
@@ -121,6 +133,22 @@ def test_python_is_ruff_clean(project: Path) -> None:
         [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=project
     )
     assert formatted.returncode == 0, output_of(formatted)
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_python_is_strictly_typed(project: Path) -> None:
+    """`make lint`'s mypy: strict, with the pydantic plugin, on app/, tests/ and alembic/."""
+    result = run([sys.executable, "-m", "mypy", "--cache-dir", os.devnull], cwd=project)
+    errors = [line for line in result.stdout.splitlines() if ": error: " in line]
+    if errors:
+        per_file = Counter(line.split(":", 1)[0] for line in errors)
+        files = ", ".join(f"{name} ({count})" for name, count in sorted(per_file.items()))
+        pytest.fail(
+            f"mypy --strict: {len(errors)} errors in {len(per_file)} files: {files}\n\n"
+            + "\n".join(errors),
+            pytrace=False,
+        )
+    assert result.returncode == 0, output_of(result)
 
 
 @pytest.mark.parametrize("variant", ALL)

@@ -68,11 +68,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     secret_key: SecretStr
-    {%- if cookiecutter.database == "postgresql" %}
-    database_url: str = "postgresql+asyncpg://app:app@localhost:5432/app"
-    {%- else %}
-    database_url: str = "sqlite+aiosqlite:///./app.db"
-    {%- endif %}
+    database_url: str = "{{ cookiecutter.__database_url }}"
     redis_url: str | None = None
 
     # Tokens and sessions
