@@ -9,6 +9,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from app.core import clock
+
 # Constraints get predictable names on every backend, so a later migration can drop or alter
 # them by name (SQLite's batch mode and PostgreSQL alike). Importing any model runs this first.
 NAMING_CONVENTION = {
@@ -19,8 +21,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
-
-from app.core import clock
 
 
 def utcnow() -> datetime:

@@ -107,7 +107,10 @@ class AdminService:
                 raise SelfLockout("You cannot remove your own admin role")
         role_ids, granted = await self._roles(new_roles)
         await self._authorise(
-            principal, PermissionName.USERS_WRITE, await self._reach(current_roles, current), granted
+            principal,
+            PermissionName.USERS_WRITE,
+            await self._reach(current_roles, current),
+            granted,
         )
         if ADMIN_ROLE in current_roles and user.is_active and (deactivating or losing_admin):
             await self._ensure_another_admin(user.id)
@@ -146,7 +149,9 @@ class AdminService:
         if user.id == principal.id:
             raise SelfLockout("You cannot delete your own account")
         roles, permissions = await self._grants(user.id)
-        await self._authorise(principal, PermissionName.USERS_WRITE, await self._reach(roles, permissions))
+        await self._authorise(
+            principal, PermissionName.USERS_WRITE, await self._reach(roles, permissions)
+        )
         if ADMIN_ROLE in roles and user.is_active:
             await self._ensure_another_admin(user.id)
         await self.db.delete(user)
@@ -168,7 +173,9 @@ class AdminService:
         await self._begin()
         await self._user(user_id)
         roles, permissions = await self._grants(user_id)
-        await self._authorise(principal, PermissionName.SESSIONS_WRITE, await self._reach(roles, permissions))
+        await self._authorise(
+            principal, PermissionName.SESSIONS_WRITE, await self._reach(roles, permissions)
+        )
         await self.sessions.revoke_all(user_id, RevokeReason.REVOKED_BY_ADMIN, client)
         await self.db.commit()
 
@@ -232,7 +239,10 @@ class AdminService:
         wanted = sorted(set(permissions)) if permissions is not None else current
         permission_ids = await self._permission_ids(wanted)  # unknown names first: a 400
         await self._authorise(
-            principal, PermissionName.ROLES_WRITE, await self._reach([role.name], current), set(wanted)
+            principal,
+            PermissionName.ROLES_WRITE,
+            await self._reach([role.name], current),
+            set(wanted),
         )
         done: list[str] = []
         if permissions is not None:
