@@ -65,7 +65,7 @@ def problems() -> list[str]:
             found.append(f"{name} must not be empty")
         elif len(value) > MAX_TEXT:
             found.append(f"{name} is longer than {MAX_TEXT} characters")
-        elif any(ord(char) < 32 for char in value):
+        elif any(ord(char) < 32 or ord(char) == 127 for char in value):
             found.append(f"{name} must be a single line without control characters")
         elif TEMPLATE_SYNTAX.search(value):
             found.append(f"{name} must not contain template syntax such as '{{{{' or '{{%'")

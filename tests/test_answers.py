@@ -13,6 +13,7 @@ from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
 from benchmarks.infra import TEMPLATE_DIR
+from local_extensions import toml_string
 from support import output_of, run
 
 
@@ -73,6 +74,9 @@ def assert_nothing_left(output_dir: Path) -> None:
         pytest.param({"author_name": "  "}, "author_name must not be empty", id="blank"),
         pytest.param(
             {"description": "two\nlines"}, "description must be a single line", id="newline"
+        ),
+        pytest.param(
+            {"author_name": "rub\x7fout"}, "author_name must be a single line", id="delete-char"
         ),
     ],
 )
@@ -184,3 +188,19 @@ def test_answers_are_rendered_once_by_cookiecutter(bake, tmp_path: Path) -> None
     project = bake(tmp_path, description="Costs {{ 7*7 }} coins")
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["description"] == "Costs 49 coins"
+
+
+def test_text_answers_read_in_pyproject_as_typed(bake, tmp_path: Path) -> None:
+    """An apostrophe or an accent stays itself in the TOML source, not a JSON/HTML escape."""
+    project = bake(tmp_path, author_name="Zoë O'Brien & <Co>", description="Ünïcode's fine")
+    source = (project / "pyproject.toml").read_text()
+    assert 'name = "Zoë O\'Brien & <Co>"' in source
+    assert 'description = "Ünïcode\'s fine"' in source
+    assert "\\u" not in source
+
+
+@pytest.mark.parametrize(
+    "text", ['say "hi"', "back\\slash", "tab\tnew\nline\r", "bell\x07 del\x7f", "Zoë ✓"]
+)
+def test_toml_strings_read_back_as_the_text(text: str) -> None:
+    assert tomllib.loads(f"value = {toml_string(text)}")["value"] == text
