@@ -1,11 +1,13 @@
-"""Drop the files the answers switched off and write a local ``.env``.
+"""Drop the files the answers switched off, write a local ``.env`` and say what to run next.
 
 Offline and safe to re-run (cruft renders and runs hooks again on update): an existing
 ``.env`` and its secret are kept.
 """
 
 import json
+import os
 import secrets
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -58,6 +60,21 @@ def write_env(project: Path) -> None:
     env.chmod(0o600)
 
 
+def next_steps(project: Path) -> str:
+    """The two commands that take the new project to a running server.
+
+    The hook runs inside the project; ``$PWD`` is still the directory of the shell that ran
+    cookiecutter, so ``cd`` takes the short name when the project was made right there.
+    """
+    shell_dir = Path(os.environ.get("PWD", "/")).resolve()
+    where = project.name if project.parent == shell_dir else str(project)
+    return (
+        f"Created {project.name}. Next:\n"
+        f"  cd {shlex.quote(where)}\n"
+        "  make install run    # then open http://127.0.0.1:8000/docs"
+    )
+
+
 def main() -> int:
     project = Path.cwd()
     for (option, value), paths in REMOVE_WHEN.items():
@@ -65,6 +82,7 @@ def main() -> int:
             for relative in paths:
                 remove(project / relative)
     write_env(project)
+    print(next_steps(project))
     return 0
 
 
