@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shlex
 import sys
 import tomllib
 from pathlib import Path
@@ -14,7 +15,7 @@ from cookiecutter.main import cookiecutter
 
 from benchmarks.infra import TEMPLATE_DIR
 from local_extensions import toml_string
-from support import output_of, run
+from support import cookiecutter_cli, output_of, run
 
 
 def test_every_question_has_a_plain_prompt() -> None:
@@ -126,6 +127,43 @@ def test_unknown_choice_from_a_replay_file_is_refused_by_the_hook(
         )
     assert "database='mysql' is not one of: sqlite, postgresql" in capfd.readouterr().err
     assert_nothing_left(output_dir)
+
+
+def test_bad_answer_says_how_to_generate_again_from_the_saved_answers(tmp_path: Path) -> None:
+    failed = cookiecutter_cli(
+        "--no-input", str(TEMPLATE_DIR), "project_slug=My Auth", "author_name=Ada", cwd=tmp_path
+    )
+    assert failed.returncode != 0
+    error, saved, command = failed.stderr.splitlines()[:3]
+    assert error.startswith("ERROR: project_slug='My Auth' must start"), output_of(failed)
+    assert saved.startswith("Your answers are saved in "), output_of(failed)
+    program, option, replay_path, template = shlex.split(command)
+    assert (program, option, template) == ("cookiecutter", "--replay-file", str(TEMPLATE_DIR))
+
+    replay_file = Path(replay_path)
+    replay = json.loads(replay_file.read_text())
+    replay["cookiecutter"]["project_slug"] = "my-auth"
+    replay_file.write_text(json.dumps(replay))
+    again = cookiecutter_cli(option, replay_path, template, cwd=tmp_path)
+    assert again.returncode == 0, output_of(again)
+    pyproject = tomllib.loads((tmp_path / "my-auth" / "pyproject.toml").read_text())
+    assert pyproject["project"]["authors"][0]["name"] == "Ada", "the other answers are kept"
+
+
+@pytest.mark.parametrize(
+    ("answer", "quoted_line"),
+    [
+        pytest.param("project_slug=My Auth", 0, id="hook-first-line"),
+        pytest.param("database=mysql", -1, id="choice-last-line"),
+    ],
+)
+def test_readme_quotes_what_a_bad_answer_prints(
+    tmp_path: Path, answer: str, quoted_line: int
+) -> None:
+    failed = cookiecutter_cli("--no-input", str(TEMPLATE_DIR), answer, cwd=tmp_path)
+    assert failed.returncode != 0
+    printed = failed.stderr.splitlines()[quoted_line]
+    assert printed in (TEMPLATE_DIR / "README.md").read_text(), output_of(failed)
 
 
 NASTY_TEXT = [
