@@ -25,6 +25,15 @@ import pytest
 from benchmarks.infra import BIN_DIR, VARIANTS, clean_env, cookiecutter_config
 from benchmarks.procs import free_port
 
+# A git identity and no system config, for the repositories the tests make.
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
 
 def variant_params(**only: str) -> list:
     """Variants as pytest params, filtered by answer, grouped so one xdist worker owns each bake."""

@@ -17,17 +17,9 @@ import pytest
 from cookiecutter.main import cookiecutter
 
 from benchmarks.infra import TEMPLATE_DIR
-from support import cookiecutter_cli, output_of, run, tool
+from support import GIT_ENV, cookiecutter_cli, output_of, run, tool
 
 PLACEHOLDER = re.compile(r"change|replace|placeholder|example|your|generate|<|^$|x{8}", re.I)
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Template Tests",
-    "GIT_AUTHOR_EMAIL": "tests@example.com",
-    "GIT_COMMITTER_NAME": "Template Tests",
-    "GIT_COMMITTER_EMAIL": "tests@example.com",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
 
 def env_value(path: Path, name: str) -> str:
