@@ -17,6 +17,7 @@ ANSWERS = json.loads(
         "database": cookiecutter.database,
         "rate_limiter": cookiecutter.rate_limiter,
         "use_docker": cookiecutter.use_docker,
+        "output_dir": cookiecutter.get("_output_dir", ""),
     } | tojson }}"""
 )
 
@@ -60,14 +61,20 @@ def write_env(project: Path) -> None:
     env.chmod(0o600)
 
 
-def next_steps(project: Path) -> str:
+def next_steps(project: Path) -> str | None:
     """The two commands that take the new project to a running server.
 
     The hook runs inside the project; ``$PWD`` is still the directory of the shell that ran
     cookiecutter, so ``cd`` takes the short name when the project was made right there.
+    Cruft (no ``_output_dir``) renders its updates in a temporary directory: nothing to say.
     """
     shell_dir = Path(os.environ.get("PWD", "/")).resolve()
-    where = project.name if project.parent == shell_dir else str(project)
+    if project.parent == shell_dir:
+        where = project.name
+    elif ANSWERS["output_dir"]:
+        where = str(project)
+    else:
+        return None
     return (
         f"Created {project.name}. Next:\n"
         f"  cd {shlex.quote(where)}\n"
@@ -82,7 +89,9 @@ def main() -> int:
             for relative in paths:
                 remove(project / relative)
     write_env(project)
-    print(next_steps(project))
+    steps = next_steps(project)
+    if steps is not None:
+        print(steps)
     return 0
 
 

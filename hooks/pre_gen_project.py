@@ -23,7 +23,7 @@ ANSWERS = json.loads(
         "use_docker": cookiecutter.use_docker,
     } | tojson }}"""
 )
-# Where the answers came from, to tell the user how to re-run (cruft sets neither key).
+# Where the answers came from, to tell the user how to re-run (cruft sets no ``_repo_dir``).
 SOURCE = json.loads(
     r"""{{ {
         "template": cookiecutter.get("_template", ""),
@@ -99,10 +99,12 @@ def saved_replay() -> Path | None:
     try:
         from cookiecutter.config import get_user_config
         from cookiecutter.exceptions import CookiecutterException
-
+    except ImportError:
+        return None
+    try:
         replay = Path(get_user_config()["replay_dir"]) / f"{Path(SOURCE['repo_dir']).name}.json"
         saved = json.loads(replay.read_text())["cookiecutter"]
-    except (ImportError, CookiecutterException, OSError, ValueError, KeyError, TypeError):
+    except (CookiecutterException, OSError, ValueError, KeyError, TypeError):
         return None
     return replay if all(saved.get(key) == value for key, value in ANSWERS.items()) else None
 
