@@ -1,11 +1,13 @@
-"""Drop the files the answers switched off and write a local ``.env``.
+"""Drop the files the answers switched off, write a local ``.env`` and say what to run next.
 
 Offline and safe to re-run (cruft renders and runs hooks again on update): an existing
 ``.env`` and its secret are kept.
 """
 
 import json
+import os
 import secrets
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ ANSWERS = json.loads(
         "database": cookiecutter.database,
         "rate_limiter": cookiecutter.rate_limiter,
         "use_docker": cookiecutter.use_docker,
+        "output_dir": cookiecutter.get("_output_dir", ""),
     } | tojson }}"""
 )
 
@@ -58,6 +61,27 @@ def write_env(project: Path) -> None:
     env.chmod(0o600)
 
 
+def next_steps(project: Path) -> str | None:
+    """The two commands that take the new project to a running server.
+
+    The hook runs inside the project; ``$PWD`` is still the directory of the shell that ran
+    cookiecutter, so ``cd`` takes the short name when the project was made right there.
+    Cruft (no ``_output_dir``) renders its updates in a temporary directory: nothing to say.
+    """
+    shell_dir = Path(os.environ.get("PWD", "/")).resolve()
+    if project.parent == shell_dir:
+        where = project.name
+    elif ANSWERS["output_dir"]:
+        where = str(project)
+    else:
+        return None
+    return (
+        f"Created {project.name}. Next:\n"
+        f"  cd {shlex.quote(where)}\n"
+        "  make install run    # then open http://127.0.0.1:8000/docs"
+    )
+
+
 def main() -> int:
     project = Path.cwd()
     for (option, value), paths in REMOVE_WHEN.items():
@@ -65,6 +89,9 @@ def main() -> int:
             for relative in paths:
                 remove(project / relative)
     write_env(project)
+    steps = next_steps(project)
+    if steps is not None:
+        print(steps)
     return 0
 
 

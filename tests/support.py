@@ -22,8 +22,17 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.infra import BIN_DIR, VARIANTS, clean_env
+from benchmarks.infra import BIN_DIR, VARIANTS, clean_env, cookiecutter_config
 from benchmarks.procs import free_port
+
+# A git identity and no system config, for the repositories the tests make.
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 
 def variant_params(**only: str) -> list:
@@ -69,6 +78,13 @@ def alembic_on(project: Path, database_url: str) -> Callable[..., None]:
         assert result.returncode == 0, output_of(result)
 
     return alembic
+
+
+def cookiecutter_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`cookiecutter ARGS` typed in a shell in `cwd`; its config and replay dir live there too."""
+    config = cookiecutter_config(cwd / ".cookiecutter")
+    env = clean_env(COOKIECUTTER_CONFIG=str(config), HOME=str(cwd), PWD=str(cwd))
+    return run([tool("cookiecutter"), *args], cwd=cwd, env=env)
 
 
 def output_of(result: subprocess.CompletedProcess[str], tail: int = 200) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shlex
 import sys
 import tomllib
 from pathlib import Path
@@ -13,7 +14,8 @@ from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
 from benchmarks.infra import TEMPLATE_DIR
-from support import output_of, run
+from local_extensions import toml_string
+from support import cookiecutter_cli, output_of, run
 
 
 def test_every_question_has_a_plain_prompt() -> None:
@@ -74,6 +76,9 @@ def assert_nothing_left(output_dir: Path) -> None:
         pytest.param(
             {"description": "two\nlines"}, "description must be a single line", id="newline"
         ),
+        pytest.param(
+            {"author_name": "rub\x7fout"}, "author_name must be a single line", id="delete-char"
+        ),
     ],
 )
 def test_bad_answer_fails_generation_and_leaves_nothing(
@@ -122,6 +127,43 @@ def test_unknown_choice_from_a_replay_file_is_refused_by_the_hook(
         )
     assert "database='mysql' is not one of: sqlite, postgresql" in capfd.readouterr().err
     assert_nothing_left(output_dir)
+
+
+def test_bad_answer_says_how_to_generate_again_from_the_saved_answers(tmp_path: Path) -> None:
+    failed = cookiecutter_cli(
+        "--no-input", str(TEMPLATE_DIR), "project_slug=My Auth", "author_name=Ada", cwd=tmp_path
+    )
+    assert failed.returncode != 0
+    error, saved, command = failed.stderr.splitlines()[:3]
+    assert error.startswith("ERROR: project_slug='My Auth' must start"), output_of(failed)
+    assert saved.startswith("Your answers are saved in "), output_of(failed)
+    program, option, replay_path, template = shlex.split(command)
+    assert (program, option, template) == ("cookiecutter", "--replay-file", str(TEMPLATE_DIR))
+
+    replay_file = Path(replay_path)
+    replay = json.loads(replay_file.read_text())
+    replay["cookiecutter"]["project_slug"] = "my-auth"
+    replay_file.write_text(json.dumps(replay))
+    again = cookiecutter_cli(option, replay_path, template, cwd=tmp_path)
+    assert again.returncode == 0, output_of(again)
+    pyproject = tomllib.loads((tmp_path / "my-auth" / "pyproject.toml").read_text())
+    assert pyproject["project"]["authors"][0]["name"] == "Ada", "the other answers are kept"
+
+
+@pytest.mark.parametrize(
+    ("answer", "quoted_line"),
+    [
+        pytest.param("project_slug=My Auth", 0, id="hook-first-line"),
+        pytest.param("database=mysql", -1, id="choice-last-line"),
+    ],
+)
+def test_readme_quotes_what_a_bad_answer_prints(
+    tmp_path: Path, answer: str, quoted_line: int
+) -> None:
+    failed = cookiecutter_cli("--no-input", str(TEMPLATE_DIR), answer, cwd=tmp_path)
+    assert failed.returncode != 0
+    printed = failed.stderr.splitlines()[quoted_line]
+    assert printed in (TEMPLATE_DIR / "README.md").read_text(), output_of(failed)
 
 
 NASTY_TEXT = [
@@ -184,3 +226,19 @@ def test_answers_are_rendered_once_by_cookiecutter(bake, tmp_path: Path) -> None
     project = bake(tmp_path, description="Costs {{ 7*7 }} coins")
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["description"] == "Costs 49 coins"
+
+
+def test_text_answers_read_in_pyproject_as_typed(bake, tmp_path: Path) -> None:
+    """An apostrophe or an accent stays itself in the TOML source, not a JSON/HTML escape."""
+    project = bake(tmp_path, author_name="Zoë O'Brien & <Co>", description="Ünïcode's fine")
+    source = (project / "pyproject.toml").read_text()
+    assert 'name = "Zoë O\'Brien & <Co>"' in source
+    assert 'description = "Ünïcode\'s fine"' in source
+    assert "\\u" not in source
+
+
+@pytest.mark.parametrize(
+    "text", ['say "hi"', "back\\slash", "tab\tnew\nline\r", "bell\x07 del\x7f", "Zoë ✓"]
+)
+def test_toml_strings_read_back_as_the_text(text: str) -> None:
+    assert tomllib.loads(f"value = {toml_string(text)}")["value"] == text
