@@ -320,7 +320,6 @@ def test_alembic_revision_autogenerate_works_as_in_the_dev_container(
     environment.pop("REDIS_URL", None)  # nor `redis`: the limiter falls back to memory
     env = clean_env(**{name: str(value) for name, value in environment.items()})
     env["PATH"] = os.pathsep.join([str(BIN_DIR), "/usr/bin", "/bin"])
-    assert shutil.which("ruff", path=env["PATH"]) in (None, str(BIN_DIR / "ruff"))
     versions = copy / "alembic" / "versions"
     before = set(versions.iterdir())
 
