@@ -149,6 +149,11 @@ def resolved(cwd: Path, *args: str, **env: str) -> dict[str, Any]:
     return model
 
 
+def production(copy: Path, *args: str) -> dict[str, Any]:
+    """The production model as the README runs it, with the proxy profile."""
+    return resolved(copy, "--env-file", ".env.production", *PROD, "--profile", "proxy", *args)
+
+
 def shell_script(command: list[str]) -> str:
     """The script of a `sh -c` command or a CMD-SHELL test, with compose's `$$` escape undone."""
     assert command[:-1] in (["sh", "-c"], ["CMD-SHELL"]), command
@@ -160,8 +165,7 @@ def test_every_compose_file_resolves(deployment: tuple[Path, dict[str, str]]) ->
     copy, _ = deployment
     resolved(copy)
     resolved(copy, "--env-file", ".env.production", *PROD)
-    model = resolved(copy, "--env-file", ".env.production", *PROD, "--profile", "proxy")
-    assert "proxy" in model["services"]
+    assert "proxy" in production(copy)["services"]
 
 
 @pytest.mark.parametrize("variant", DOCKER)
@@ -196,7 +200,7 @@ def test_production_secrets_reach_the_services_only_as_files(
     deployment: tuple[Path, dict[str, str]],
 ) -> None:
     copy, values = deployment
-    model = resolved(copy, "--env-file", ".env.production", *PROD, "--profile", "proxy")
+    model = production(copy)
     text = yaml.safe_dump(model)
     leaked = [name for name, value in values.items() if value in text]
     assert leaked == [], "secret values in the resolved compose model (environment or commands)"
@@ -213,7 +217,7 @@ def test_production_api_trusts_the_proxy_and_no_other_container(
     deployment: tuple[Path, dict[str, str]],
 ) -> None:
     copy, _ = deployment
-    model = resolved(copy, "--env-file", ".env.production", *PROD, "--profile", "proxy")
+    model = production(copy)
     services = model["services"]
     proxy = ip_address(services["proxy"]["networks"]["backend"]["ipv4_address"])
     assert services["api"]["environment"]["TRUSTED_PROXIES"] == str(proxy)
@@ -236,7 +240,7 @@ def test_the_proxy_will_not_start_without_its_domain(
     deployment: tuple[Path, dict[str, str]],
 ) -> None:
     copy, _ = deployment
-    model = resolved(copy, "--env-file", ".env.production", *PROD, "--profile", "proxy")
+    model = production(copy)
     script = shell_script(model["services"]["proxy"]["command"])
     result = run(["sh", "-c", script], cwd=copy, env=clean_env(API_DOMAIN=""))
     assert result.returncode == 1
@@ -250,7 +254,7 @@ def test_redis_reads_its_password_from_the_secret_file_not_its_command_line(
     deployment: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     copy, values = deployment
-    redis = resolved(copy, "--env-file", ".env.production", *PROD)["services"]["redis"]
+    redis = production(copy)["services"]["redis"]
     port = free_port()
     secret = copy / "secrets" / "redis_password"
     conf = tmp_path / "redis.conf"
