@@ -17,7 +17,7 @@ import subprocess
 import time
 from ipaddress import ip_address, ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -115,8 +115,13 @@ def compose_command() -> list[str]:
     return [standalone]
 
 
+class Deployment(NamedTuple):
+    path: Path
+    secrets: dict[str, str]  # secret name -> the value in its file
+
+
 @pytest.fixture
-def deployment(project: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def deployment(project: Path, tmp_path: Path) -> Deployment:
     """A copy of the project as an operator prepares it: `.env.production` and `secrets/`.
 
     Each secret is a distinct random marker, so that a test can look for it anywhere.
@@ -130,7 +135,7 @@ def deployment(project: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     for name, secret in config["secrets"].items():
         values[name] = f"secret-{name}-{secrets.token_hex(8)}"
         (copy / secret["file"]).write_text(values[name] + "\n")
-    return copy, values
+    return Deployment(copy, values)
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
@@ -161,7 +166,7 @@ def shell_script(command: list[str]) -> str:
 
 
 @pytest.mark.parametrize("variant", DOCKER)
-def test_every_compose_file_resolves(deployment: tuple[Path, dict[str, str]]) -> None:
+def test_every_compose_file_resolves(deployment: Deployment) -> None:
     copy, _ = deployment
     resolved(copy)
     resolved(copy, "--env-file", ".env.production", *PROD)
@@ -171,7 +176,7 @@ def test_every_compose_file_resolves(deployment: tuple[Path, dict[str, str]]) ->
 @pytest.mark.parametrize("variant", DOCKER)
 @pytest.mark.parametrize("missing", sorted(PRODUCTION_ENV))
 def test_production_compose_names_a_missing_required_setting(
-    deployment: tuple[Path, dict[str, str]], missing: str
+    deployment: Deployment, missing: str
 ) -> None:
     copy, _ = deployment
     write_env_file(
@@ -185,7 +190,7 @@ def test_production_compose_names_a_missing_required_setting(
 
 @pytest.mark.parametrize("variant", DOCKER)
 def test_production_compose_refuses_the_development_env(
-    deployment: tuple[Path, dict[str, str]],
+    deployment: Deployment,
 ) -> None:
     """Without --env-file compose reads `.env`, the generator's development settings."""
     copy, _ = deployment
@@ -197,7 +202,7 @@ def test_production_compose_refuses_the_development_env(
 
 @pytest.mark.parametrize("variant", DOCKER)
 def test_production_secrets_reach_the_services_only_as_files(
-    deployment: tuple[Path, dict[str, str]],
+    deployment: Deployment,
 ) -> None:
     copy, values = deployment
     model = production(copy)
@@ -214,7 +219,7 @@ def test_production_secrets_reach_the_services_only_as_files(
 
 @pytest.mark.parametrize("variant", DOCKER)
 def test_production_api_trusts_the_proxy_and_no_other_container(
-    deployment: tuple[Path, dict[str, str]],
+    deployment: Deployment,
 ) -> None:
     copy, _ = deployment
     model = production(copy)
@@ -237,7 +242,7 @@ def test_production_api_trusts_the_proxy_and_no_other_container(
 
 @pytest.mark.parametrize("variant", variant_params(use_docker="yes", database="sqlite"))
 def test_the_proxy_will_not_start_without_its_domain(
-    deployment: tuple[Path, dict[str, str]],
+    deployment: Deployment,
 ) -> None:
     copy, _ = deployment
     model = production(copy)
@@ -251,7 +256,7 @@ def test_the_proxy_will_not_start_without_its_domain(
     "variant", variant_params(use_docker="yes", database="postgresql", rate_limiter="redis")
 )
 def test_redis_reads_its_password_from_the_secret_file_not_its_command_line(
-    deployment: tuple[Path, dict[str, str]], tmp_path: Path
+    deployment: Deployment, tmp_path: Path
 ) -> None:
     copy, values = deployment
     redis = production(copy)["services"]["redis"]
@@ -282,9 +287,8 @@ def test_redis_reads_its_password_from_the_secret_file_not_its_command_line(
         anonymous = run(["redis-cli", "-p", str(port), "ping"], cwd=tmp_path)
         assert "NOAUTH" in anonymous.stdout + anonymous.stderr
         processes = run(["ps", "-eo", "args"], cwd=tmp_path).stdout
-        assert (
-            f"redis-server 127.0.0.1:{port}" in processes
-        )  # its title; argv is overwritten by then
+        # The server's title, which replaces its argv once it runs; the password is nowhere.
+        assert f"redis-server 127.0.0.1:{port}" in processes
         assert values["redis_password"] not in processes
         assert conf.stat().st_mode & 0o077 == 0, "the generated config is readable by others"
     finally:
