@@ -240,6 +240,37 @@ def test_production_api_trusts_the_proxy_and_no_other_container(
     assert "trusted_proxies" not in caddyfile  # Caddy then drops a client's own X-Forwarded-For
 
 
+CLIENT_IP_OF = """
+import sys
+from app.core.config import Settings
+from app.utils.client_ip import client_ip
+trusted = Settings(_env_file=None, trusted_proxies=sys.argv[1]).trusted_networks
+for peer in sys.argv[2:]:
+    print(client_ip(peer, "198.51.100.7, 203.0.113.9", trusted))
+"""
+
+
+@pytest.mark.parametrize("variant", variant_params(use_docker="yes", database="sqlite"))
+def test_production_api_reads_x_forwarded_for_from_the_proxy_alone(
+    deployment: Deployment,
+) -> None:
+    """The app's own rule on the resolved settings: Caddy's hop is believed (its rightmost
+    entry is the client it saw), the gateway and any other container are the client."""
+    model = production(deployment.path)
+    trusted = model["services"]["api"]["environment"]["TRUSTED_PROXIES"]
+    proxy = model["services"]["proxy"]["networks"]["backend"]["ipv4_address"]
+    (network,) = model["networks"]["backend"]["ipam"]["config"]
+    gateway = str(next(ip_network(network["subnet"]).hosts()))
+    other = str(next(ip_network(network["ip_range"]).hosts()))
+    result = run(
+        [str(BIN_DIR / "python"), "-c", CLIENT_IP_OF, trusted, proxy, gateway, other],
+        cwd=deployment.path,
+        env=clean_env(SECRET_KEY=secrets.token_urlsafe(48)),
+    )
+    assert result.returncode == 0, output_of(result)
+    assert result.stdout.split() == ["203.0.113.9", gateway, other]
+
+
 @pytest.mark.parametrize("variant", variant_params(use_docker="yes", database="sqlite"))
 def test_the_proxy_will_not_start_without_its_domain(
     deployment: Deployment,
