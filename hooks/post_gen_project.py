@@ -28,6 +28,7 @@ REMOVE_WHEN = {
         ".dockerignore",
         "docker-compose.yml",
         "docker-compose.prod.yml",
+        "Caddyfile",
     ],
     ("database", "postgresql"): [
         "tests/test_sqlite_file.py",

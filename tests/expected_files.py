@@ -138,6 +138,7 @@ COMMON = {
 ONLY_WITH = {
     ("use_docker", "yes"): {
         ".dockerignore",
+        "Caddyfile",
         "Dockerfile",
         "docker-compose.prod.yml",
         "docker-compose.yml",

@@ -1,18 +1,28 @@
-"""Docker variants: linted Dockerfiles, valid compose files, and a container start command
-that really migrates and serves (run outside Docker, against real PostgreSQL and Redis)."""
+"""Docker variants: linted Dockerfiles, valid compose files, and the containers' commands run
+outside Docker (there is no engine here): the start command really migrates and serves, the
+dev container's `alembic revision` writes a migration, Redis keeps its password off `ps`.
+
+The compose files are resolved by `docker compose config` (or the standalone `docker-compose`),
+which interpolates, checks the guards and applies profiles without an engine.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shutil
 import signal
 import subprocess
 import time
+from ipaddress import ip_address, ip_network
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
+import yaml
 
-from benchmarks.infra import Variant, clean_env
+from benchmarks.infra import BIN_DIR, Variant, clean_env
 from benchmarks.procs import free_port
 from support import group_alive, output_of, run, tool, variant_params, wait_until_ready
 
@@ -87,3 +97,284 @@ def test_container_start_command_serves_ready(
             os.killpg(process.pid, signal.SIGKILL)
         if process.poll() is None:
             process.wait()
+
+
+# --------------------------------------------------------------------------- compose files
+PROD = ["-f", "docker-compose.prod.yml"]
+PRODUCTION_ENV = {"FRONTEND_URL": "https://app.example.com", "SMTP_HOST": "smtp.example.com"}
+
+
+def compose_command() -> list[str]:
+    """Compose v2 as a docker plugin, else the standalone docker-compose (Debian's package)."""
+    docker = shutil.which("docker")
+    if docker and run([docker, "compose", "version"], cwd=Path.cwd()).returncode == 0:
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    if standalone is None:
+        pytest.fail("neither `docker compose` nor `docker-compose` is installed", pytrace=False)
+    return [standalone]
+
+
+class Deployment(NamedTuple):
+    path: Path
+    secrets: dict[str, str]  # secret name -> the value in its file
+
+
+@pytest.fixture
+def deployment(project: Path, tmp_path: Path) -> Deployment:
+    """A copy of the project as an operator prepares it: `.env.production` and `secrets/`.
+
+    Each secret is a distinct random marker, so that a test can look for it anywhere.
+    """
+    copy = tmp_path / "deploy"
+    shutil.copytree(project, copy)
+    write_env_file(copy / ".env.production", PRODUCTION_ENV)
+    config = yaml.safe_load((copy / "docker-compose.prod.yml").read_text())
+    values = {}
+    (copy / "secrets").mkdir()
+    for name, secret in config["secrets"].items():
+        values[name] = f"secret-{name}-{secrets.token_hex(8)}"
+        (copy / secret["file"]).write_text(values[name] + "\n")
+    return Deployment(copy, values)
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    path.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
+
+
+def compose(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run([*compose_command(), *args], cwd=cwd, env=clean_env(**env))
+
+
+def resolved(cwd: Path, *args: str, **env: str) -> dict[str, Any]:
+    """The compose model after interpolation, as `config` prints it."""
+    result = compose(cwd, *args, "config", **env)
+    assert result.returncode == 0, output_of(result)
+    model: dict[str, Any] = yaml.safe_load(result.stdout)
+    return model
+
+
+def production(copy: Path, *args: str) -> dict[str, Any]:
+    """The production model as the README runs it, with the proxy profile."""
+    return resolved(copy, "--env-file", ".env.production", *PROD, "--profile", "proxy", *args)
+
+
+def shell_script(command: list[str]) -> str:
+    """The script of a `sh -c` command or a CMD-SHELL test, with compose's `$$` escape undone."""
+    assert command[:-1] in (["sh", "-c"], ["CMD-SHELL"]), command
+    return command[-1].replace("$$", "$")
+
+
+@pytest.mark.parametrize("variant", DOCKER)
+def test_every_compose_file_resolves(deployment: Deployment) -> None:
+    copy, _ = deployment
+    resolved(copy)
+    resolved(copy, "--env-file", ".env.production", *PROD)
+    assert "proxy" in production(copy)["services"]
+
+
+@pytest.mark.parametrize("variant", DOCKER)
+@pytest.mark.parametrize("missing", sorted(PRODUCTION_ENV))
+def test_production_compose_names_a_missing_required_setting(
+    deployment: Deployment, missing: str
+) -> None:
+    copy, _ = deployment
+    write_env_file(
+        copy / ".env.production",
+        {name: value for name, value in PRODUCTION_ENV.items() if name != missing},
+    )
+    result = compose(copy, "--env-file", ".env.production", *PROD, "config")
+    assert result.returncode != 0
+    assert f"set {missing} in .env.production" in result.stderr, output_of(result)
+
+
+@pytest.mark.parametrize("variant", DOCKER)
+def test_production_compose_refuses_the_development_env(
+    deployment: Deployment,
+) -> None:
+    """Without --env-file compose reads `.env`, the generator's development settings."""
+    copy, _ = deployment
+    assert (copy / ".env").exists()
+    result = compose(copy, *PROD, "config")
+    assert result.returncode != 0
+    assert "--env-file .env.production" in result.stderr, output_of(result)
+
+
+@pytest.mark.parametrize("variant", DOCKER)
+def test_production_secrets_reach_the_services_only_as_files(
+    deployment: Deployment,
+) -> None:
+    copy, values = deployment
+    model = production(copy)
+    text = yaml.safe_dump(model)
+    leaked = [name for name, value in values.items() if value in text]
+    assert leaked == [], "secret values in the resolved compose model (environment or commands)"
+    api = model["services"]["api"]["environment"]
+    plain = [name for name in api if re.search("(PASSWORD|SECRET_KEY|_URL)$", name)]
+    assert plain == ["FRONTEND_URL"]  # the others arrive as *_FILE twins
+    for name, value in api.items():
+        if name.endswith("_FILE"):
+            assert value.startswith("/run/secrets/"), name
+
+
+@pytest.mark.parametrize("variant", DOCKER)
+def test_production_api_trusts_the_proxy_and_no_other_container(
+    deployment: Deployment,
+) -> None:
+    copy, _ = deployment
+    model = production(copy)
+    services = model["services"]
+    proxy = ip_address(services["proxy"]["networks"]["backend"]["ipv4_address"])
+    assert services["api"]["environment"]["TRUSTED_PROXIES"] == str(proxy)
+    (network,) = model["networks"]["backend"]["ipam"]["config"]
+    assert proxy in ip_network(network["subnet"])
+    assert proxy not in ip_network(network["ip_range"]), "docker may give it to another container"
+    assert all(
+        "ipv4_address" not in (service.get("networks", {}).get("backend") or {})
+        for name, service in services.items()
+        if name != "proxy"
+    )
+    lines = (copy / "Caddyfile").read_text().splitlines()
+    caddyfile = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    assert "reverse_proxy api:8000" in caddyfile
+    assert "trusted_proxies" not in caddyfile  # Caddy then drops a client's own X-Forwarded-For
+
+
+CLIENT_IP_OF = """
+import sys
+from app.core.config import Settings
+from app.utils.client_ip import client_ip
+trusted = Settings(_env_file=None, trusted_proxies=sys.argv[1]).trusted_networks
+for peer in sys.argv[2:]:
+    print(client_ip(peer, "198.51.100.7, 203.0.113.9", trusted))
+"""
+
+
+@pytest.mark.parametrize("variant", variant_params(use_docker="yes", database="sqlite"))
+def test_production_api_reads_x_forwarded_for_from_the_proxy_alone(
+    deployment: Deployment,
+) -> None:
+    """The app's own rule on the resolved settings: Caddy's hop is believed (its rightmost
+    entry is the client it saw), the gateway and any other container are the client."""
+    model = production(deployment.path)
+    trusted = model["services"]["api"]["environment"]["TRUSTED_PROXIES"]
+    proxy = model["services"]["proxy"]["networks"]["backend"]["ipv4_address"]
+    (network,) = model["networks"]["backend"]["ipam"]["config"]
+    gateway = str(next(ip_network(network["subnet"]).hosts()))
+    other = str(next(ip_network(network["ip_range"]).hosts()))
+    result = run(
+        [str(BIN_DIR / "python"), "-c", CLIENT_IP_OF, trusted, proxy, gateway, other],
+        cwd=deployment.path,
+        env=clean_env(SECRET_KEY=secrets.token_urlsafe(48)),
+    )
+    assert result.returncode == 0, output_of(result)
+    assert result.stdout.split() == ["203.0.113.9", gateway, other]
+
+
+@pytest.mark.parametrize("variant", variant_params(use_docker="yes", database="sqlite"))
+def test_the_proxy_will_not_start_without_its_domain(
+    deployment: Deployment,
+) -> None:
+    copy, _ = deployment
+    model = production(copy)
+    script = shell_script(model["services"]["proxy"]["command"])
+    result = run(["sh", "-c", script], cwd=copy, env=clean_env(API_DOMAIN=""))
+    assert result.returncode == 1
+    assert "set API_DOMAIN in .env.production" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variant", variant_params(use_docker="yes", database="postgresql", rate_limiter="redis")
+)
+def test_redis_reads_its_password_from_the_secret_file_not_its_command_line(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    copy, values = deployment
+    redis = production(copy)["services"]["redis"]
+    port = free_port()
+    secret = copy / "secrets" / "redis_password"
+    conf = tmp_path / "redis.conf"
+
+    def here(script: str) -> str:  # the container's paths, on this machine
+        return script.replace("/run/secrets/redis_password", str(secret)).replace(
+            "/tmp/redis.conf", str(conf)
+        )
+
+    script = here(shell_script(redis["command"]))
+    script = script.replace(
+        f"redis-server {conf}", f"redis-server {conf} --bind 127.0.0.1 --port {port}"
+    )
+    assert f"--port {port}" in script
+    server = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+    try:
+        health = here(shell_script(redis["healthcheck"]["test"])).replace(
+            "redis-cli", f"redis-cli -p {port}"
+        )
+        deadline = time.monotonic() + 10
+        while run(["sh", "-c", health], cwd=tmp_path).returncode != 0:
+            assert server.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "the health check never passed"
+            time.sleep(0.1)
+        anonymous = run(["redis-cli", "-p", str(port), "ping"], cwd=tmp_path)
+        assert "NOAUTH" in anonymous.stdout + anonymous.stderr
+        processes = run(["ps", "-eo", "args"], cwd=tmp_path).stdout
+        # The server's title, which replaces its argv once it runs; the password is nowhere.
+        assert f"redis-server 127.0.0.1:{port}" in processes
+        assert values["redis_password"] not in processes
+        assert conf.stat().st_mode & 0o077 == 0, "the generated config is readable by others"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- dev stack
+@pytest.mark.parametrize("variant", DOCKER)
+def test_dev_stack_builds_the_dev_stage_as_the_host_user(project: Path) -> None:
+    model = resolved(project, HOST_UID="1234", HOST_GID="5678")
+    build = model["services"]["api"]["build"]
+    assert build["target"] == "dev"
+    assert {key: str(value) for key, value in build["args"].items()} == {
+        "UID": "1234",
+        "GID": "5678",
+    }
+    stages = re.split(r"^FROM ", (project / "Dockerfile").read_text(), flags=re.MULTILINE)
+    (dev,) = [stage for stage in stages if stage.split("\n", 1)[0].endswith(" AS dev")]
+    assert "requirements-dev.txt" in dev  # the dev tools: pytest, ruff, mypy
+    assert re.search(r"^USER \$\{UID\}:\$\{GID\}$", dev, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("variant", DOCKER)
+def test_alembic_revision_autogenerate_works_as_in_the_dev_container(
+    project: Path, variant: Variant, fresh_database, tmp_path: Path
+) -> None:
+    """`docker compose run --rm api alembic revision --autogenerate -m x`, minus Docker: the
+    service's environment (`.env`, then its `environment:`), the project as the working
+    directory, and the image's PATH, which is the virtualenv alone."""
+    copy = tmp_path / "dev"
+    shutil.copytree(project, copy)
+    api = resolved(copy)["services"]["api"]
+    environment = {**read_env_file(copy / ".env"), **api.get("environment", {})}
+    if variant.database == "postgresql":  # the `db` service is not here
+        environment["DATABASE_URL"] = fresh_database("revision")
+    environment.pop("REDIS_URL", None)  # nor `redis`: the limiter falls back to memory
+    env = clean_env(**{name: str(value) for name, value in environment.items()})
+    env["PATH"] = os.pathsep.join([str(BIN_DIR), "/usr/bin", "/bin"])
+    versions = copy / "alembic" / "versions"
+    before = set(versions.iterdir())
+
+    for command in (
+        ["alembic", "upgrade", "head"],
+        ["alembic", "revision", "--autogenerate", "-m", "x"],
+    ):
+        result = run(command, cwd=copy, env=env)
+        assert result.returncode == 0, output_of(result)
+
+    (created,) = set(versions.iterdir()) - before
+    assert created.name.endswith("_x.py")
+    result = run([tool("ruff"), "format", "--check", str(created)], cwd=copy)
+    assert result.returncode == 0, output_of(result)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {name: value for name, value in pairs if not name.startswith("#")}

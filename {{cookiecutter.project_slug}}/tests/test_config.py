@@ -1,12 +1,13 @@
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from httpx import AsyncClient
 from pydantic import ValidationError
 
-from app.core.config import PLACEHOLDER_SECRET, Settings
+from app.core.config import PLACEHOLDER_SECRET, SECRET_SETTINGS, SecretFileError, Settings
 from tests.helpers import PROJECT, make_settings, subprocess_environment
 
 
@@ -175,3 +176,136 @@ class TestProductionSchemaOptIn:
 
     async def test_the_schema_is_served_when_asked_for(self, client: AsyncClient) -> None:
         assert (await client.get("/openapi.json")).status_code == 200
+
+
+# --- Secrets from files: the `*_FILE` twins that Docker secrets are handed over in ---------------
+FILE_SECRETS = {
+    "secret_key": secrets.token_urlsafe(48),
+    "database_url": "postgresql+asyncpg://app:s3cr3t-pw@db:5432/app",
+    "redis_url": "redis://:s3cr3t-pw@redis:6379/0",
+    "smtp_password": "s3cr3t smtp pw",
+}
+
+
+@pytest.fixture
+def secret_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An environment holding none of the secret settings nor their twins but a valid key."""
+    for field in SECRET_SETTINGS:
+        monkeypatch.delenv(field.upper(), raising=False)
+        monkeypatch.delenv(f"{field.upper()}_FILE", raising=False)
+    monkeypatch.setenv("SECRET_KEY", secrets.token_urlsafe(48))
+    return monkeypatch
+
+
+def plain(value: object) -> object:
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+
+
+def write_secret(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "secret"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("field", SECRET_SETTINGS)
+def test_every_secret_setting_can_be_read_from_the_file_its_twin_names(
+    field: str, secret_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret_env.delenv(field.upper(), raising=False)
+    path = write_secret(tmp_path, FILE_SECRETS[field] + "\n")
+    secret_env.setenv(f"{field.upper()}_FILE", str(path))
+
+    assert plain(getattr(Settings(_env_file=None), field)) == FILE_SECRETS[field]
+
+
+@pytest.mark.parametrize(
+    ("content", "value"),
+    [
+        ("pw with spaces \n", "pw with spaces "),
+        ("windows-line-end\r\n", "windows-line-end"),
+        ("two-newlines\n\n", "two-newlines\n"),
+        ("no-newline", "no-newline"),
+    ],
+)
+def test_only_the_final_line_end_of_a_secret_file_is_dropped(
+    content: str, value: str, secret_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret_env.setenv("SMTP_PASSWORD_FILE", str(write_secret(tmp_path, content)))
+
+    password = Settings(_env_file=None).smtp_password
+    assert password is not None
+    assert password.get_secret_value() == value
+
+
+def test_a_setting_and_its_file_twin_together_are_refused_without_the_value(
+    secret_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key = secrets.token_urlsafe(48)
+    secret_env.setenv("SECRET_KEY", key)
+    secret_env.setenv("SECRET_KEY_FILE", str(write_secret(tmp_path, key)))
+
+    with pytest.raises(SecretFileError, match="SECRET_KEY and SECRET_KEY_FILE") as caught:
+        Settings(_env_file=None)
+    assert key not in str(caught.value)
+
+
+def test_a_setting_in_dot_env_and_its_file_twin_are_refused_too(
+    secret_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"SMTP_PASSWORD={FILE_SECRETS['smtp_password']}\n")
+    secret_env.setenv("SMTP_PASSWORD_FILE", str(write_secret(tmp_path, "other")))
+
+    with pytest.raises(SecretFileError, match="SMTP_PASSWORD and SMTP_PASSWORD_FILE"):
+        Settings(_env_file=dotenv)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("missing", "No such file"), ("", "Is a directory")],
+    ids=["missing", "directory"],
+)
+def test_an_unreadable_secret_file_is_named_with_the_reason(
+    name: str, reason: str, secret_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    secret_env.setenv("DATABASE_URL_FILE", str(path))
+
+    with pytest.raises(SecretFileError, match=f"DATABASE_URL_FILE: cannot read {path} .{reason}"):
+        Settings(_env_file=None)
+
+
+def test_a_binary_secret_file_is_refused_without_its_bytes(
+    secret_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "secret"
+    path.write_bytes(b"\xff\xfeleaked")
+    secret_env.setenv("REDIS_URL_FILE", str(path))
+
+    with pytest.raises(SecretFileError, match="not UTF-8") as caught:
+        Settings(_env_file=None)
+    assert "leaked" not in str(caught.value)
+    assert "xff" not in str(caught.value)
+
+
+@pytest.mark.parametrize("problem", ["missing file", "weak key"])
+def test_a_bad_secret_file_stops_the_service_in_one_line_without_the_secret(
+    problem: str, tmp_path: Path
+) -> None:
+    weak = "unique-marker-" + "ab" * 5  # under 32 bytes: refused in every environment
+    path = tmp_path / "missing" if problem == "missing file" else write_secret(tmp_path, weak)
+    environment = subprocess_environment(SECRET_KEY_FILE=str(path))
+    del environment["SECRET_KEY"]
+    result = subprocess.run(
+        [sys.executable, "-c", "from app.main import app"],
+        cwd=tmp_path,  # no .env here
+        env={**environment, "PYTHONPATH": str(PROJECT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.count("Configuration error:") == 1, result.stderr
+    assert "SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert weak not in result.stderr

@@ -1,16 +1,26 @@
-"""All configuration in one place, read from the environment and `.env`."""
+"""All configuration in one place, read from the environment and `.env` (secrets also from
+the files their `*_FILE` twins name)."""
 
 import math
 import re
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 # Where this project was generated to keep rate-limit counters: "memory" or "redis".
 RATE_LIMITER = "{{ cookiecutter.rate_limiter }}"
@@ -23,6 +33,9 @@ GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 CommaSeparated = Annotated[list[str], NoDecode]
 
+# Settings that may instead name a file holding the value: `SECRET_KEY_FILE=/run/secrets/key`.
+SECRET_SETTINGS = ("secret_key", "database_url", "redis_url", "smtp_password")
+
 
 class UnsafeSettings(ValueError):
     """Settings the service refuses to run with, one sentence per problem, each naming it."""
@@ -30,6 +43,50 @@ class UnsafeSettings(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class SecretFileError(ValueError):
+    """A `*_FILE` setting that cannot be used; the message names the file, never its content."""
+
+
+def read_secret_file(name: str, path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SecretFileError(f"{name}_FILE: {path} is not UTF-8 text") from None
+    except OSError as error:
+        raise SecretFileError(f"{name}_FILE: cannot read {path} ({error.strerror})") from None
+    # `echo value > file` and editors end the file with a newline that is not part of the value.
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """The `NAME_FILE` twins of the secret settings, the convention of Docker images and compose
+    `secrets:`: the value then stays out of the environment, which `docker inspect` and any
+    process of the same user can read. Setting both a name and its twin is refused rather than
+    ranked, since either choice would silently ignore what someone deliberately set."""
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str | None]):
+        super().__init__(settings_cls)
+        self.variables = variables  # lower-case names, as the case-insensitive sources keep them
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = self.variables.get(f"{field_name}_file")
+        if not path:
+            return None, field_name, False
+        name = field_name.upper()
+        if self.variables.get(field_name):
+            raise SecretFileError(f"{name} and {name}_FILE are both set (.env counts); keep one")
+        return read_secret_file(name, path), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for field_name in SECRET_SETTINGS:
+            field = self.settings_cls.model_fields[field_name]
+            value, _, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                values[field_name] = value
+        return values
 
 
 def secret_key_weakness(key: str) -> str | None:
@@ -124,6 +181,22 @@ class Settings(BaseSettings):
     rate_limit_email_change: str = "5/hour"
     rate_limit_notice: str = "3/hour"
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        variables: dict[str, str | None] = {}
+        for source in (dotenv_settings, env_settings):  # the environment wins, as for values
+            if isinstance(source, EnvSettingsSource):
+                variables.update(source.env_vars)
+        files = SecretFiles(settings_cls, variables)
+        return init_settings, files, env_settings, dotenv_settings, file_secret_settings
+
     @field_validator(
         "redis_url", "cookie_domain", "smtp_host", "smtp_user", "smtp_password", mode="before"
     )
@@ -211,7 +284,10 @@ def settings_or_exit() -> Settings:
     respawning workers that fail the same way (uvicorn just exits)."""
     try:
         return get_settings()
+    except SecretFileError as error:
+        problems = [str(error)]
     except ValidationError as error:
-        for line in settings_problems(error):
-            print(f"Configuration error: {line}", file=sys.stderr)
-        raise SystemExit(4) from None
+        problems = settings_problems(error)
+    for line in problems:
+        print(f"Configuration error: {line}", file=sys.stderr)
+    raise SystemExit(4) from None
