@@ -36,7 +36,7 @@ def pinned_python(project: Path) -> str:
     return (project / ".python-version").read_text().strip()
 
 
-def tested_pythons(project: Path) -> list[str]:
+def ci_pythons(project: Path) -> list[str]:
     return workflow(project)["jobs"]["test"]["strategy"]["matrix"]["python-version"]
 
 
@@ -104,14 +104,14 @@ def test_tests_run_on_every_python_the_package_claims(project: Path) -> None:
         for classifier in project_table["classifiers"]
         if (match := PYTHON_CLASSIFIER.fullmatch(classifier))
     ]
-    tested = tested_pythons(project)
+    tested = ci_pythons(project)
     assert tested == claimed
     assert project_table["requires-python"] == f">={tested[0]}"
 
 
 @pytest.mark.parametrize("variant", ALL)
 def test_types_are_checked_for_the_oldest_tested_python(project: Path) -> None:
-    assert pyproject(project)["tool"]["mypy"]["python_version"] == tested_pythons(project)[0]
+    assert pyproject(project)["tool"]["mypy"]["python_version"] == ci_pythons(project)[0]
 
 
 @pytest.mark.parametrize("variant", ALL)
@@ -120,7 +120,7 @@ def test_lint_and_types_run_once_on_the_pinned_python(project: Path) -> None:
     assert "strategy" not in lint
     setup = next(step for step in lint["steps"] if "setup-python" in step.get("uses", ""))
     assert setup["with"]["python-version-file"] == ".python-version"
-    assert pinned_python(project) in tested_pythons(project)
+    assert pinned_python(project) in ci_pythons(project)
     commands = "\n".join(step.get("run", "") for step in lint["steps"])
     for command in ("ruff check .", "ruff format --check .", "mypy"):
         assert command in commands
