@@ -21,6 +21,7 @@ SERVICE_SETTINGS = {"postgres": "TEST_DATABASE_URL", "redis": "TEST_REDIS_URL"}
 PINNED = re.compile(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}")
 RELEASE = re.compile(r"# v\d+\.\d+\.\d+")
 USES_LINE = re.compile(r"^\s*(?:- )?uses: (?P<ref>\S+)\s*(?P<comment>.*)$", re.MULTILINE)
+EXACT_IMAGE = re.compile(r"[\w./-]+:\d+\.\d+(?:\.\d+)?(?:-[\w.]+)?")
 PYTHON_CLASSIFIER = re.compile(r"Programming Language :: Python :: (\d+\.\d+)$")
 
 
@@ -153,3 +154,12 @@ def test_services_are_the_ones_the_variant_needs(project: Path, variant: Variant
     }
     assert services == {name for name, wanted in needed.items() if wanted}
     assert env == {SERVICE_SETTINGS[name] for name in services}
+
+
+@pytest.mark.parametrize("variant", variant_params(database="postgresql", rate_limiter="redis"))
+def test_service_images_are_exact_releases(project: Path) -> None:
+    services = workflow(project)["jobs"]["test"]["services"]
+    images = [service["image"] for service in services.values()]
+    assert images, "no service image"
+    floating = [image for image in images if not EXACT_IMAGE.fullmatch(image)]
+    assert floating == [], "pin `name:major.minor.patch[-variant]`, not a moving major tag"
