@@ -14,6 +14,7 @@ COMMON = {
     ".github/workflows/ci.yml",
     ".gitignore",
     ".pre-commit-config.yaml",
+    ".python-version",
     "Makefile",
     "README.md",
     "alembic.ini",
