@@ -84,7 +84,7 @@ class StoredCredential:
 
 
 def _public_key_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Accept both the bare options and the `{"publicKey": ...}` form navigator.credentials takes."""
+    """Accept the bare options and the `{"publicKey": ...}` form navigator.credentials takes."""
     inner = options.get("publicKey", options)
     if not isinstance(inner, dict):
         raise TypeError("options must be a dict (or hold one under 'publicKey')")
