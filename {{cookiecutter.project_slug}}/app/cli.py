@@ -15,7 +15,7 @@ from app.core.permissions import RoleName
 from app.db.session import create_engine, create_sessionmaker
 from app.domain import RevokeReason
 from app.models import Role, User, UserRole
-from app.services import users
+from app.services import mfa, users
 from app.services.context import Context
 from app.services.sessions import SessionService
 
@@ -113,6 +113,22 @@ def revoke_sessions(email: str) -> None:
         count = await SessionService(db, ctx).revoke_all(user.id, reason, None)
         await db.commit()
         typer.echo(f"Revoked {count} session(s) of {user.email}")
+
+    run(work)
+
+
+@cli.command("reset-mfa")
+def reset_mfa(email: str) -> None:
+    """Remove a user's second factors and passkeys (they lost them); they are told by email."""
+
+    async def work(db: AsyncSession, ctx: Context) -> None:
+        user = await users.get_by_email(db, email)
+        if user is None:
+            raise typer.BadParameter(f"no user with email {email}")
+        await mfa.reset_factors(db, user.id, None, by="operator")
+        await db.commit()
+        mfa.notify(ctx, user.email, mfa.RESET_NOTICE)
+        typer.echo(f"Removed the second factors of {user.email}")
 
     run(work)
 
