@@ -9,7 +9,7 @@ import typer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.config import get_settings
+from app.core.config import settings_or_exit
 from app.core.passwords import normalize_password, password_problem
 from app.core.permissions import RoleName
 from app.db.session import create_engine, create_sessionmaker
@@ -25,8 +25,9 @@ cli = typer.Typer(help="Administration commands.", no_args_is_help=True)
 def run(work: Callable[[AsyncSession, Context], Awaitable[None]]) -> None:
     """Run `work` with a database session and the same services the API uses."""
 
+    settings = settings_or_exit()  # one line per problem, not a traceback
+
     async def main() -> None:
-        settings = get_settings()
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         ctx = Context.from_settings(settings, sessionmaker)
@@ -49,7 +50,7 @@ def read_password(email: str) -> str:
         if getpass.getpass("Repeat password: ") != password:
             raise typer.BadParameter("the passwords do not match")
     password = normalize_password(password)
-    problem = password_problem(password, email, get_settings().password_min_length)
+    problem = password_problem(password, email, settings_or_exit().password_min_length)
     if problem:
         raise typer.BadParameter(problem)
     return password

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.domain import MfaStatus, PasskeyView, SecondFactor
 from app.schemas.fields import Name, Password, Token
@@ -23,6 +23,9 @@ Base64Url = Annotated[str, StringConstraints(max_length=16384, pattern=r"^[A-Za-
 
 class MfaRequired(BaseModel):
     """The password was right; finish with POST /auth/mfa/verify or /auth/passkeys/login."""
+
+    # Required in the documented response, so a generated client can tell it from a sign-in.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
     mfa_required: Literal[True] = True
     mfa_token: str
