@@ -94,6 +94,5 @@ def test_a_secret_file_that_cannot_be_read_is_refused_in_one_line(tmp_path: Path
     result = cli("list-users", SECRET_KEY="", SECRET_KEY_FILE=str(missing))
     assert result.returncode == 4
     assert result.stderr.strip() == (
-        f"Configuration error: SECRET_KEY_FILE: cannot read {missing} "
-        "(No such file or directory)"
+        f"Configuration error: SECRET_KEY_FILE: cannot read {missing} (No such file or directory)"
     )
