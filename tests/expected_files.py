@@ -32,6 +32,7 @@ COMMON = {
     "app/api/deps.py",
     "app/api/docs.py",
     "app/api/openapi.py",
+    "app/api/raises.py",
     "app/api/responses.py",
     "app/api/router.py",
     "app/api/routes/__init__.py",

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from app.api.docs import DOCS_PAGES, install_docs
-from app.api.openapi import OPENAPI_URL, document_csrf, operation_id
+from app.api.openapi import OPENAPI_URL, document_csrf, document_errors, operation_id
 from app.api.router import OPENAPI_TAGS, api_router, flat_routes
 from app.core.after_response import AfterResponseMiddleware
 from app.core.body_limit import BodyLimitMiddleware
@@ -52,7 +52,7 @@ class Service(FastAPI):
 
     def openapi(self) -> dict[str, Any]:
         if not self.openapi_schema:
-            self.openapi_schema = document_csrf(super().openapi())
+            self.openapi_schema = document_errors(document_csrf(super().openapi()), self.routes)
         return self.openapi_schema
 
 

@@ -67,3 +67,26 @@ async def test_the_docs_pages_load_their_files_from_the_service(client: AsyncCli
             asset = await client.get(source)
             assert asset.status_code == 200, source
             assert len(asset.content) > 1000, source
+
+
+def error_statuses(app: FastAPI, method: str, path: str) -> set[str]:
+    responses = app.openapi()["paths"][path][method]["responses"]
+    return {status for status in responses if status[0] in "45"}
+
+
+def test_each_route_documents_the_errors_it_can_answer(app: FastAPI) -> None:
+    """Derived from the code: a read of the caller needs no 415, and sign-in no 404."""
+    assert error_statuses(app, "get", "/api/v1/users/me") == {"401", "403"}
+    assert error_statuses(app, "post", "/api/v1/auth/login") == {
+        "401", "403", "413", "415", "422", "429"
+    }  # fmt: skip
+    assert "404" in error_statuses(app, "delete", "/api/v1/auth/sessions/{session_id}")
+    assert "409" in error_statuses(app, "patch", "/api/v1/admin/users/{user_id}")
+
+
+def test_an_error_status_names_its_codes(app: FastAPI) -> None:
+    responses = app.openapi()["paths"]["/api/v1/auth/mfa/verify"]["post"]["responses"]
+    assert "`invalid_mfa_code`" in responses["401"]["description"]
+    assert "`invalid_mfa_token`" in responses["401"]["description"]
+    schema = responses["401"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/ErrorMessage"}

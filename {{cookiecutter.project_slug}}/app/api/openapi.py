@@ -1,11 +1,17 @@
-"""The OpenAPI schema as a client generator needs it: stable operation ids, and the CSRF
-header declared as what it is, a second credential of cookie-authenticated changes."""
+"""The OpenAPI schema as a client generator needs it: stable operation ids, the errors each
+route can actually answer (with their codes), and the CSRF header declared as what it is, a
+second credential of cookie-authenticated changes."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from app.api.deps import CSRF_HEADER, SAFE_METHODS
+from app.api.raises import route_errors
+from app.core.body_limit import RequestTooLarge
+from app.schemas.errors import ERROR_STATUSES, ErrorMessage
 
 OPENAPI_URL = "/openapi.json"
 CSRF_SCHEME = "CsrfToken"
@@ -40,4 +46,26 @@ def document_csrf(schema: dict[str, Any]) -> dict[str, Any]:
             for requirement in operation.get("security", []):
                 if "AccessToken" in requirement:
                     requirement.setdefault(CSRF_SCHEME, [])
+    return schema
+
+
+def document_errors(schema: dict[str, Any], routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """Each operation lists the error statuses its route can answer, each with its codes."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorMessage"] = ErrorMessage.model_json_schema()
+    reference = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorMessage"}}}
+    for route in routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        errors = route_errors(route)
+        if route.body_field is not None:  # every body passes the size limit first
+            errors.setdefault(413, set()).add(RequestTooLarge.code)
+        for method in route.methods or ():
+            operation = schema["paths"][route.path][method.lower()]
+            for status, codes in sorted(errors.items()):
+                listed = ", ".join(f"`{code}`" for code in sorted(codes))
+                operation["responses"][str(status)] = {
+                    "description": f"{ERROR_STATUSES[status]} (`code`: {listed})",
+                    "content": reference,
+                }
     return schema

@@ -1,5 +1,3 @@
-from typing import Any
-
 from pydantic import BaseModel, Field
 
 
@@ -10,16 +8,15 @@ class ErrorMessage(BaseModel):
     code: str = Field(description="Stable machine-readable reason: match this, not `detail`")
 
 
-# Documented on every API route, so clients and schema checkers know the shape of failures.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorMessage, "description": description}
-    for code, description in (
-        (400, "The request was understood but refused (reason in `detail`)"),
-        (401, "Missing, invalid or revoked credentials"),
-        (403, "Authenticated but not allowed, or a failed CSRF check"),
-        (404, "No such resource (or not yours)"),
-        (409, "Conflicts with the current state"),
-        (415, "Login accepts JSON only"),
-        (429, "Rate limited; see the Retry-After header"),
-    )
+# What each error status means, in the schema; app/api/openapi.py adds the codes each route
+# can answer with it (derived from the code by app/api/raises.py).
+ERROR_STATUSES: dict[int, str] = {
+    400: "The request was understood but refused",
+    401: "Missing, invalid or revoked credentials",
+    403: "Authenticated but not allowed, or a failed CSRF check",
+    404: "No such resource (or not yours)",
+    409: "Conflicts with the current state",
+    413: "The request body is too large",
+    415: "Send JSON",
+    429: "Rate limited; see the Retry-After header",
 }

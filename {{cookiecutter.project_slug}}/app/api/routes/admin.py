@@ -17,14 +17,13 @@ from app.schemas.admin import (
     SessionInfo,
     UserPage,
 )
-from app.schemas.errors import ERROR_RESPONSES
 from app.schemas.user import UserRead
 from app.services.admin import AdminService
 
 # Deeper pages cost the database a scan of every row before them.
 MAX_OFFSET = 100_000
 
-router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"])
 
 
 async def get_admin_service(db: Db, ctx: Ctx) -> AdminService:

@@ -32,12 +32,11 @@ from app.schemas.auth import (
     TokenPair,
     VerifyEmailRequest,
 )
-from app.schemas.errors import ERROR_RESPONSES
 from app.schemas.mfa import MfaRequired
 from app.services.errors import UnsupportedMediaType
 from app.utils.cookies import clear_auth_cookies, set_auth_cookies, set_csrf_cookie
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 
 ACCEPTED = "If the address can receive mail, a message is on its way."
 

@@ -21,7 +21,6 @@ from app.api.deps import (
 from app.api.responses import signed_in_response
 from app.api.routes import API_PREFIX
 from app.schemas.auth import LoginResponse, TokenPair
-from app.schemas.errors import ERROR_RESPONSES
 from app.schemas.mfa import (
     CodeRequest,
     MfaStatusRead,
@@ -36,7 +35,7 @@ from app.schemas.mfa import (
     TotpSetupRead,
 )
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["mfa"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["mfa"])
 
 SignInAnswer = LoginResponse | TokenPair
 

@@ -2,10 +2,9 @@ from fastapi import APIRouter
 
 from app.api.deps import Auth, Client, EnrollingUser, RecentlyAuthenticatedEnrolling
 from app.api.routes import API_PREFIX
-from app.schemas.errors import ERROR_RESPONSES
 from app.schemas.user import UserRead, UserUpdate
 
-router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
 
 @router.get("/me")
