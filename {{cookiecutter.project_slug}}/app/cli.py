@@ -9,13 +9,13 @@ import typer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.config import get_settings
+from app.core.config import settings_or_exit
 from app.core.passwords import normalize_password, password_problem
 from app.core.permissions import RoleName
 from app.db.session import create_engine, create_sessionmaker
 from app.domain import RevokeReason
 from app.models import Role, User, UserRole
-from app.services import users
+from app.services import mfa, users
 from app.services.context import Context
 from app.services.sessions import SessionService
 
@@ -25,8 +25,9 @@ cli = typer.Typer(help="Administration commands.", no_args_is_help=True)
 def run(work: Callable[[AsyncSession, Context], Awaitable[None]]) -> None:
     """Run `work` with a database session and the same services the API uses."""
 
+    settings = settings_or_exit()  # one line per problem, not a traceback
+
     async def main() -> None:
-        settings = get_settings()
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         ctx = Context.from_settings(settings, sessionmaker)
@@ -49,7 +50,7 @@ def read_password(email: str) -> str:
         if getpass.getpass("Repeat password: ") != password:
             raise typer.BadParameter("the passwords do not match")
     password = normalize_password(password)
-    problem = password_problem(password, email, get_settings().password_min_length)
+    problem = password_problem(password, email, settings_or_exit().password_min_length)
     if problem:
         raise typer.BadParameter(problem)
     return password
@@ -113,6 +114,22 @@ def revoke_sessions(email: str) -> None:
         count = await SessionService(db, ctx).revoke_all(user.id, reason, None)
         await db.commit()
         typer.echo(f"Revoked {count} session(s) of {user.email}")
+
+    run(work)
+
+
+@cli.command("reset-mfa")
+def reset_mfa(email: str) -> None:
+    """Remove a user's second factors and passkeys (they lost them); they are told by email."""
+
+    async def work(db: AsyncSession, ctx: Context) -> None:
+        user = await users.get_by_email(db, email)
+        if user is None:
+            raise typer.BadParameter(f"no user with email {email}")
+        await mfa.reset_factors(db, user.id, None, by="operator")
+        await db.commit()
+        mfa.notify(ctx, user.email, mfa.RESET_NOTICE)
+        typer.echo(f"Removed the second factors of {user.email}")
 
     run(work)
 

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,9 @@ class Principal:
     is_verified: bool
     created_at: datetime
     last_login_at: datetime | None
+    # When this session last proved who the user is (`RecentlyAuthenticated` reads it).
+    authenticated_at: datetime
+    has_second_factor: bool
     roles: tuple[str, ...]
     permissions: tuple[str, ...]
 
@@ -43,6 +47,62 @@ class UserView:
     last_login_at: datetime | None
     roles: tuple[str, ...]
     permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    session_id: uuid.UUID
+    access_token: str
+    refresh_token: str
+    csrf_token: str
+
+
+class SignInFlow(StrEnum):
+    """Which endpoint started a sign-in: its second step answers the same way."""
+
+    BROWSER = "browser"  # /auth/login: cookies and a CSRF token
+    API = "api"  # /auth/token: a token pair
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    user: UserView
+    tokens: IssuedTokens
+    flow: SignInFlow
+
+
+# What can finish a sign-in after the password, in the order a client should offer them.
+SecondFactor = Literal["totp", "passkey", "recovery_code"]
+
+
+@dataclass(frozen=True, slots=True)
+class SecondStepRequired:
+    """The password was right, but the account has a second factor: no session yet."""
+
+    mfa_token: str
+    methods: tuple[SecondFactor, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeyView:
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MfaStatus:
+    totp: bool
+    passkeys: tuple[PasskeyView, ...]
+    recovery_codes_left: int
+
+
+@dataclass(frozen=True, slots=True)
+class TotpSetup:
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +130,4 @@ class RevokeReason(StrEnum):
     IDLE_TIMEOUT = "idle_timeout"
     DEVICE_MISMATCH = "device_mismatch"
     REFRESH_TOKEN_REUSE = "refresh_token_reuse"  # noqa: S105
+    MFA_ENABLED = "mfa_enabled"

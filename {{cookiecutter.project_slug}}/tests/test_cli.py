@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from fastapi import FastAPI
 from httpx import AsyncClient
@@ -86,3 +87,12 @@ async def test_create_admin_on_an_existing_account_signs_it_out_everywhere(
     assert sessions and all(s.revoked_at is not None for s in sessions)
     assert {s.revoked_reason for s in sessions} == {"password_reset_by_operator"}
     await login(signed_in, "alice@example.com", new_password)
+
+
+def test_a_secret_file_that_cannot_be_read_is_refused_in_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-key"
+    result = cli("list-users", SECRET_KEY="", SECRET_KEY_FILE=str(missing))
+    assert result.returncode == 4
+    assert result.stderr.strip() == (
+        f"Configuration error: SECRET_KEY_FILE: cannot read {missing} (No such file or directory)"
+    )

@@ -184,6 +184,7 @@ FILE_SECRETS = {
     "database_url": "postgresql+asyncpg://app:s3cr3t-pw@db:5432/app",
     "redis_url": "redis://:s3cr3t-pw@redis:6379/0",
     "smtp_password": "s3cr3t smtp pw",
+    "mfa_encryption_key": secrets.token_urlsafe(32),
 }
 
 

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from app.api.deps import (
     get_cookie_session,
+    get_enrolling_principal,
     get_principal,
     get_session_credentials,
     require_permissions,
@@ -39,6 +40,10 @@ PUBLIC_PATHS = frozenset(
         "/api/v1/auth/verify-email/resend",
         "/api/v1/auth/password/forgot",
         "/api/v1/auth/password/reset",
+        # authenticated by a pending sign-in's mfa_token, or a passkey's signature
+        "/api/v1/auth/mfa/verify",
+        "/api/v1/auth/passkeys/login/options",
+        "/api/v1/auth/passkeys/login",
         "/docs",
         "/docs/oauth2-redirect",
         "/redoc",
@@ -46,9 +51,11 @@ PUBLIC_PATHS = frozenset(
     }
 )
 
-# What authenticates a caller: the access token, or (logout, GET /auth/csrf) any token of the
-# caller's session. The walker accepts nothing else.
-AUTHENTICATORS = frozenset({get_principal, get_session_credentials, get_cookie_session})
+# What authenticates a caller: the access token (with or without the MFA_REQUIRED_ROLES check),
+# or (logout, GET /auth/csrf) any token of the caller's session. The walker accepts nothing else.
+AUTHENTICATORS = frozenset(
+    {get_principal, get_enrolling_principal, get_session_credentials, get_cookie_session}
+)
 
 SOME_ID = uuid.UUID(int=1)  # fixed, so test ids match between runs and pytest-xdist workers
 ADMIN_ROUTES = [
@@ -58,6 +65,7 @@ ADMIN_ROUTES = [
     ("DELETE", f"/api/v1/admin/users/{SOME_ID}", None, "users:write"),
     ("GET", f"/api/v1/admin/users/{SOME_ID}/sessions", None, "sessions:read"),
     ("DELETE", f"/api/v1/admin/users/{SOME_ID}/sessions", None, "sessions:write"),
+    ("DELETE", f"/api/v1/admin/users/{SOME_ID}/mfa", None, "users:write"),
     ("GET", "/api/v1/admin/roles", None, "roles:read"),
     ("POST", "/api/v1/admin/roles", {"name": "sneaky", "permissions": []}, "roles:write"),
     ("PATCH", f"/api/v1/admin/roles/{SOME_ID}", {"description": "x"}, "roles:write"),

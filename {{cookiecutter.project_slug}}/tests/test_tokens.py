@@ -81,6 +81,8 @@ async def test_a_correctly_forged_token_is_accepted(
         pytest.param(lambda c: {**c, "exp": int(time.time()) - 60}, id="expired"),
         pytest.param(lambda c: {k: v for k, v in c.items() if k != "exp"}, id="no-exp"),
         pytest.param(lambda c: {k: v for k, v in c.items() if k != "iat"}, id="no-iat"),
+        # Issued an hour from now: only a skewed or tampered signer makes these.
+        pytest.param(lambda c: {**c, "iat": int(time.time()) + 3600}, id="issued-in-future"),
         pytest.param(lambda c: {k: v for k, v in c.items() if k != "sub"}, id="no-sub"),
         pytest.param(lambda c: {**c, "sub": str(uuid.uuid4())}, id="other-user"),
         pytest.param(lambda c: {**c, "sid": str(uuid.uuid4())}, id="unknown-session"),

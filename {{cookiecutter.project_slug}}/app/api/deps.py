@@ -22,10 +22,20 @@ from app.core.config import Settings
 from app.core.security import CSRF_TOKEN_MAX_LENGTH
 from app.core.tokens import TokenClaims, TokenError, TokenType
 from app.domain import Principal as Principal  # re-exported: routes annotate with it
+from app.models.base import utcnow
 from app.schemas.auth import RefreshRequest
 from app.services.auth import AuthService
 from app.services.context import ClientInfo, Context
-from app.services.errors import CsrfFailed, InvalidToken, NotAuthenticated, PermissionDenied
+from app.services.errors import (
+    CsrfFailed,
+    InvalidToken,
+    MfaEnrollmentRequired,
+    NotAuthenticated,
+    PermissionDenied,
+    ReauthenticationRequired,
+)
+from app.services.mfa import MfaService
+from app.services.passkeys import PasskeyService
 from app.services.sessions import SessionService, authenticate
 from app.utils.client_ip import client_ip
 from app.utils.cookies import cookie_names
@@ -71,8 +81,18 @@ async def get_session_service(db: Db, ctx: Ctx) -> SessionService:
     return SessionService(db, ctx)
 
 
+async def get_mfa_service(db: Db, ctx: Ctx) -> MfaService:
+    return MfaService(db, ctx)
+
+
+async def get_passkey_service(db: Db, ctx: Ctx) -> PasskeyService:
+    return PasskeyService(db, ctx)
+
+
 Auth = Annotated[AuthService, Depends(get_auth_service)]
 Sessions = Annotated[SessionService, Depends(get_session_service)]
+Mfa = Annotated[MfaService, Depends(get_mfa_service)]
+Passkeys = Annotated[PasskeyService, Depends(get_passkey_service)]
 
 
 def check_origin(request: Request, settings: Settings) -> None:
@@ -188,7 +208,8 @@ class AccessTokenAuth(SecurityBase):
     header-reading schemes under this one would add their own work to every request.
     """
 
-    def __init__(self, form_url: str) -> None:
+    def __init__(self, form_url: str, *, enforce_mfa: bool = True) -> None:
+        self.enforce_mfa = enforce_mfa
         self.scheme_name = "AccessToken"
         self.model = OAuth2Model(
             flows=OAuthFlows(password=OAuthFlowPassword(tokenUrl=form_url)),
@@ -206,13 +227,51 @@ class AccessTokenAuth(SecurityBase):
         principal = await authenticate(ctx, request.app.state.principals, token)
         if from_cookie and request.method not in SAFE_METHODS:
             check_csrf(request, ctx, str(principal.session_id))
+        if self.enforce_mfa and needs_enrollment(principal, ctx.settings):
+            raise MfaEnrollmentRequired()
         return principal
 
 
-get_principal = AccessTokenAuth(form_url=f"{API_PREFIX}/auth/token")  # the OAuth2 password form
+def needs_enrollment(principal: Principal, settings: Settings) -> bool:
+    """MFA_REQUIRED_ROLES: holders of these roles have no access until they have a factor."""
+    required = settings.mfa_required_roles
+    return (
+        bool(required)
+        and not principal.has_second_factor
+        and any(role in required for role in principal.roles)
+    )
 
+
+TOKEN_URL = f"{API_PREFIX}/auth/token"  # the OAuth2 password form of /docs
+get_principal = AccessTokenAuth(form_url=TOKEN_URL)
+# The routes a user must reach to set up the factor their role requires (and to see who they
+# are, or leave): the only ones that take this instead of `CurrentUser`.
+get_enrolling_principal = AccessTokenAuth(form_url=TOKEN_URL, enforce_mfa=False)
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]
+EnrollingUser = Annotated[Principal, Depends(get_enrolling_principal)]
+
+
+def _require_recent(principal: Principal, settings: Settings) -> Principal:
+    """Step-up: sensitive changes need a session that proved who it is a moment ago, so a
+    stolen session (or an unlocked device) cannot change the password or the factors."""
+    age = (utcnow() - principal.authenticated_at).total_seconds()
+    if age > settings.reauth_max_age_seconds:
+        raise ReauthenticationRequired()
+    return principal
+
+
+async def require_recent(principal: CurrentUser, ctx: Ctx) -> Principal:
+    return _require_recent(principal, ctx.settings)
+
+
+async def require_recent_enrolling(principal: EnrollingUser, ctx: Ctx) -> Principal:
+    return _require_recent(principal, ctx.settings)
+
+
+RecentlyAuthenticated = Annotated[Principal, Depends(require_recent)]
+# The same for the enrolment routes, reachable before MFA_REQUIRED_ROLES is satisfied.
+RecentlyAuthenticatedEnrolling = Annotated[Principal, Depends(require_recent_enrolling)]
 
 
 # --- Role-based access control -------------------------------------------------------------

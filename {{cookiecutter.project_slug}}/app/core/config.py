@@ -34,7 +34,13 @@ GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 CommaSeparated = Annotated[list[str], NoDecode]
 
 # Settings that may instead name a file holding the value: `SECRET_KEY_FILE=/run/secrets/key`.
-SECRET_SETTINGS = ("secret_key", "database_url", "redis_url", "smtp_password")
+SECRET_SETTINGS = (
+    "secret_key",
+    "database_url",
+    "redis_url",
+    "smtp_password",
+    "mfa_encryption_key",
+)
 
 
 class UnsafeSettings(ValueError):
@@ -167,6 +173,19 @@ class Settings(BaseSettings):
     # hash passwords, so that N workers never run N times as many hashes as there are cores.
     web_concurrency: int = Field(1, ge=1)
 
+    # Second factors and passkeys
+    # A session may change its credentials or factors only this long after signing in (or
+    # reauthenticating): a stolen, long-lived session cannot take the account over.
+    reauth_max_age_seconds: int = Field(600, gt=0)
+    mfa_challenge_ttl_seconds: int = Field(300, gt=0)
+    # Encrypts TOTP secrets at rest; without it a key is derived from SECRET_KEY.
+    mfa_encryption_key: SecretStr | None = None
+    # Holders of these roles must enrol a second factor before they can use anything else.
+    mfa_required_roles: CommaSeparated = []
+    # The passkey relying party: default the host and origin of FRONTEND_URL.
+    webauthn_rp_id: str | None = None
+    webauthn_origins: CommaSeparated = []
+
     # Requests: bodies over this many bytes are refused (413) before they are read
     max_request_body_bytes: int = Field(64 * 1024, ge=1)
 
@@ -198,13 +217,22 @@ class Settings(BaseSettings):
         return init_settings, files, env_settings, dotenv_settings, file_secret_settings
 
     @field_validator(
-        "redis_url", "cookie_domain", "smtp_host", "smtp_user", "smtp_password", mode="before"
+        "redis_url",
+        "cookie_domain",
+        "smtp_host",
+        "smtp_user",
+        "smtp_password",
+        "mfa_encryption_key",
+        "webauthn_rp_id",
+        mode="before",
     )
     @classmethod
     def empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator(
+        "cors_origins", "trusted_proxies", "mfa_required_roles", "webauthn_origins", mode="before"
+    )
     @classmethod
     def split_commas(cls, value: str | list[str]) -> list[str]:
         if isinstance(value, str):
@@ -253,6 +281,19 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
         return [ip_network(item, strict=False) for item in self.trusted_proxies]
+
+    @property
+    def rp_id(self) -> str:
+        """The passkeys' relying party: a registrable domain the pages are served under."""
+        return self.webauthn_rp_id or urlsplit(self.frontend_url).hostname or "localhost"
+
+    @property
+    def rp_origins(self) -> list[str]:
+        """Where passkey ceremonies may run: the pages' own origin unless listed."""
+        if self.webauthn_origins:
+            return self.webauthn_origins
+        parts = urlsplit(self.frontend_url)
+        return [f"{parts.scheme}://{parts.netloc}"]
 
     @property
     def is_sqlite(self) -> bool:

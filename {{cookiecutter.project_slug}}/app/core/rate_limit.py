@@ -101,7 +101,14 @@ class RateLimiter:
         if self.enabled and not await self._call("hit", limit, key):
             raise RateLimitExceeded(await self._retry_after(limit, key))
 
-    async def attempt(self, limit: Limit, key: str, verify: Callable[[], Awaitable[bool]]) -> bool:
+    async def attempt(
+        self,
+        limit: Limit,
+        key: str,
+        verify: Callable[[], Awaitable[bool]],
+        *,
+        release: bool = True,
+    ) -> bool:
         """Guard a guessable secret (password, MFA code, reauthentication): reserve, verify,
         release on success.
 
@@ -111,11 +118,16 @@ class RateLimiter:
         failure being counted); a passed one resets the key, since a success clears the
         failure count. Checking first and counting after the work would let every guess of
         a burst pass the check before any of them is counted.
+
+        `release=False` keeps the count after a success that is not the end of the story: a
+        right password followed by a second step, whose wrong codes must add up across
+        sign-ins rather than restart from zero with each one.
         """
         await self.hit(limit, key)
         if not await verify():
             return False
-        await self.reset(limit, key)
+        if release:
+            await self.reset(limit, key)
         return True
 
     async def reset(self, limit: Limit, key: str) -> None:

@@ -18,6 +18,8 @@ TokenType = Literal["access", "refresh"]
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "sid", "jti", "typ", "iss", "aud"]
 FORBIDDEN_HEADERS = {"jwk", "jku", "x5u", "x5c", "kid"}
 VERIFIED_TOKENS_KEPT = 4096  # per worker; small claims objects, so little memory
+# Tolerated clock difference between the hosts that issue and check tokens (as PyJWT's leeway).
+ISSUED_AT_LEEWAY_SECONDS = 30
 
 
 class TokenError(Exception):
@@ -31,6 +33,7 @@ class TokenClaims:
     jti: str
     generation: int | None
     token_type: str
+    issued_at: int
     expires_at: int
 
 
@@ -91,8 +94,11 @@ class TokenCodec:
     def decode(self, token: str, expected_type: TokenType) -> TokenClaims:
         """Verify and read a token: genuine, unexpired and of the expected type."""
         claims = self._verified(token)
-        if claims.expires_at <= clock.timestamp():
+        now = clock.timestamp()
+        if claims.expires_at <= now:
             raise TokenError("Signature has expired")
+        if claims.issued_at > now + ISSUED_AT_LEEWAY_SECONDS:
+            raise TokenError("The token is not yet valid (iat)")
         if claims.token_type != expected_type:
             raise TokenError("wrong token type")
         if expected_type == "refresh" and claims.generation is None:
@@ -122,6 +128,7 @@ class TokenCodec:
                 jti=payload["jti"],
                 generation=generation if isinstance(generation, int) else None,
                 token_type=payload["typ"],
+                issued_at=int(payload["iat"]),
                 expires_at=int(payload["exp"]),
             )
         except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as exc:

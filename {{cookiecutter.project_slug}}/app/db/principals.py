@@ -21,14 +21,23 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, bindparam, inspect, null, select, union_all
+from sqlalchemy import ColumnElement, bindparam, exists, inspect, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped
 from sqlmodel import col
 from sqlmodel.sql.expression import Select
 
 from app.domain import Principal
-from app.models import DeviceSession, Permission, Role, RolePermission, User, UserRole
+from app.models import (
+    DeviceSession,
+    Passkey,
+    Permission,
+    Role,
+    RolePermission,
+    TotpFactor,
+    User,
+    UserRole,
+)
 
 
 def grants_query(*leading: ColumnElement[Any] | Mapped[Any]) -> Select[*tuple[Any, ...]]:
@@ -45,9 +54,20 @@ def grants_query(*leading: ColumnElement[Any] | Mapped[Any]) -> Select[*tuple[An
 
 MAX_POSTGRES_CONNECTIONS = 5  # per worker, besides the engine's pool; each read is one round trip
 
-USER_COLUMNS = tuple(
-    inspect(User).columns[name]
-    for name in ("id", "email", "is_verified", "created_at", "last_login_at")
+# Whether the user has a second factor (for MFA_REQUIRED_ROLES): two index lookups.
+HAS_SECOND_FACTOR = or_(
+    exists().where(
+        col(TotpFactor.user_id) == bindparam("user_id"), col(TotpFactor.confirmed_at).is_not(None)
+    ),
+    exists().where(col(Passkey.user_id) == bindparam("user_id")),
+).label("has_second_factor")
+USER_COLUMNS: tuple[ColumnElement[Any], ...] = (
+    *(
+        inspect(User).columns[name]
+        for name in ("id", "email", "is_verified", "created_at", "last_login_at")
+    ),
+    inspect(DeviceSession).columns["authenticated_at"],
+    HAS_SECOND_FACTOR,
 )
 NO_USER = tuple(null() for _ in USER_COLUMNS)
 
@@ -102,7 +122,7 @@ class PrincipalReader:
         user_row = next((row for row in rows if row[0] is not None), None)
         if user_row is None:  # the session has ended: only grant rows came back
             return None
-        user_id, email, is_verified, created_at, last_login_at = (
+        user_id, email, is_verified, created_at, last_login_at, authenticated_at, has_factor = (
             _apply(process, value)
             for process, value in zip(self._results, user_row, strict=False)  # user columns
         )
@@ -113,6 +133,8 @@ class PrincipalReader:
             is_verified=is_verified,
             created_at=created_at,
             last_login_at=last_login_at,
+            authenticated_at=authenticated_at,
+            has_second_factor=bool(has_factor),
             roles=tuple(sorted({row[-2] for row in rows if row[-2] is not None})),
             permissions=tuple(sorted({row[-1] for row in rows if row[-1] is not None})),
         )

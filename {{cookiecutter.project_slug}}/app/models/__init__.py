@@ -8,6 +8,13 @@ import importlib
 import pkgutil
 
 from app.models.audit import AuditEvent, AuditEventType
+from app.models.mfa import (
+    ChallengePurpose,
+    MfaChallenge,
+    Passkey,
+    RecoveryCode,
+    TotpFactor,
+)
 from app.models.one_time_token import OneTimeToken, TokenPurpose
 from app.models.rbac import Permission, Role, RolePermission, UserRole
 from app.models.session import DeviceSession
@@ -16,12 +23,17 @@ from app.models.user import User
 __all__ = [
     "AuditEvent",
     "AuditEventType",
+    "ChallengePurpose",
     "DeviceSession",
+    "MfaChallenge",
     "OneTimeToken",
+    "Passkey",
     "Permission",
+    "RecoveryCode",
     "Role",
     "RolePermission",
     "TokenPurpose",
+    "TotpFactor",
     "User",
     "UserRole",
 ]

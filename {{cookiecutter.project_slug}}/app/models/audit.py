@@ -22,6 +22,17 @@ class AuditEventType(enum.StrEnum):
     USER_DELETED = "user_deleted"
     ROLE_CREATED = "role_created"
     ROLE_UPDATED = "role_updated"
+    REAUTHENTICATED = "reauthenticated"
+    MFA_FAILED = "mfa_failed"
+    TOTP_ENABLED = "totp_enabled"
+    TOTP_DISABLED = "totp_disabled"
+    RECOVERY_CODES_GENERATED = "recovery_codes_generated"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    PASSKEY_ADDED = "passkey_added"
+    PASSKEY_RENAMED = "passkey_renamed"
+    PASSKEY_REMOVED = "passkey_removed"
+    PASSKEY_SIGN_COUNT_REGRESSION = "passkey_sign_count_regression"
+    MFA_RESET = "mfa_reset"
 
 
 class AuditEvent(SQLModel, table=True):

@@ -33,3 +33,8 @@ class DeviceSession(SQLModel, table=True):
     refresh_token_hash: str = Field(max_length=64)
     previous_refresh_token_hash: str | None = Field(default=None, max_length=64)
     refresh_issued_at: datetime = created_field()
+
+    # When the user last proved who they are on this session (sign-in or reauthentication):
+    # sensitive changes need it to be recent. And how they signed in, for notices.
+    authenticated_at: datetime = created_field()
+    auth_method: str = Field(default="password", max_length=32)

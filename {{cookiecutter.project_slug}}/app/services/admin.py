@@ -42,7 +42,7 @@ from app.models import (
     User,
     UserRole,
 )
-from app.services import audit, users
+from app.services import audit, mfa, users
 from app.services.context import ClientInfo, Context
 from app.services.errors import (
     AdminRoleFixed,
@@ -160,6 +160,18 @@ class AdminService:
             self.db, AuditEventType.USER_DELETED, client, principal.id, detail=f"user {user.id}"
         )
         await self.db.commit()
+
+    async def reset_mfa(self, principal: Principal, user_id: uuid.UUID, client: ClientInfo) -> None:
+        """For a user who lost their factors: afterwards the password alone signs them in."""
+        await self._begin()
+        user = await self._user(user_id)
+        roles, permissions = await self._grants(user.id)
+        await self._authorise(
+            principal, PermissionName.USERS_WRITE, await self._reach(roles, permissions)
+        )
+        await mfa.reset_factors(self.db, user.id, client, by=f"admin {principal.id}")
+        await self.db.commit()
+        mfa.notify(self.ctx, user.email, mfa.RESET_NOTICE)
 
     # --- sessions ---------------------------------------------------------------------------
 

@@ -12,9 +12,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.passwords import password_problem
 from app.core.rate_limit import Limit, RateLimitExceeded
-from app.domain import Principal, RevokeReason, UserView
+from app.domain import (
+    Principal,
+    RevokeReason,
+    SecondStepRequired,
+    SignedIn,
+    SignInFlow,
+    UserView,
+)
 from app.models import AuditEventType, DeviceSession, TokenPurpose, User
-from app.models.base import utcnow
 from app.services import audit, one_time_tokens, users
 from app.services.context import ClientInfo, Context
 from app.services.errors import (
@@ -27,8 +33,8 @@ from app.services.errors import (
     PasswordRejected,
     WrongPassword,
 )
-from app.services.sessions import IssuedTokens, SessionService
-from app.utils.user_agent import parse_device
+from app.services.sessions import SessionService
+from app.services.sign_in import SignIns
 
 LINK_PAGES = {
     TokenPurpose.VERIFY_EMAIL: "verify-email",
@@ -122,13 +128,14 @@ class AuthService:
         )
 
     async def login(
-        self, email: str, password: str, client: ClientInfo
-    ) -> tuple[UserView, IssuedTokens]:
-        """Check the password, then open a device session.
+        self, email: str, password: str, client: ClientInfo, flow: SignInFlow
+    ) -> SignedIn | SecondStepRequired:
+        """Check the password, then open a device session, or ask for the second factor.
 
         The per-IP limit and a reservation on the account's failure allowance come before any
         hashing; an unknown email still costs one verification, so response times do not
-        reveal which addresses have accounts.
+        reveal which addresses have accounts. The failure count is cleared only when the
+        sign-in is complete: after a right password, wrong second-step codes keep adding up.
         """
         email = users.normalize_email(email)
         limits = self.ctx.limits
@@ -141,7 +148,7 @@ class AuthService:
                 return False
             return await self.ctx.hasher.verify(user.password_hash, password)
 
-        valid = await self.ctx.limiter.attempt(limits.login_account, email, verify)
+        valid = await self.ctx.limiter.attempt(limits.login_account, email, verify, release=False)
         if user is None or not valid:
             user_id = user.id if user else None
             await audit.record_now(self.db, AuditEventType.LOGIN_FAILED, client, user_id)
@@ -153,21 +160,11 @@ class AuthService:
 
         if self.ctx.hasher.needs_rehash(user.password_hash):
             user.password_hash = await self.ctx.hasher.hash(password)
-        device = parse_device(client.user_agent)
-        known_device = await self.sessions.is_known_device(user.id, device.fingerprint)
-        user.last_login_at = utcnow()
-        self.db.add(user)
-        _session, tokens = await self.sessions.start(user, client)
-        audit.record(self.db, AuditEventType.LOGIN_SUCCEEDED, client, user.id)
-        await self.db.commit()
-        if not known_device:
-            self.ctx.mailer.send_later(
-                "new_device",
-                user.email,
-                device=f"{device.label} ({client.ip})" if client.ip else device.label,
-                reset_link=self.ctx.mailer.page("forgot-password"),
-            )
-        return await users.view(self.db, user), tokens
+            self.db.add(user)
+        outcome = await SignIns(self.db, self.ctx).after_password(user, client, flow)
+        if isinstance(outcome, SignedIn):  # the sign-in is complete: failures start over
+            await self.ctx.limiter.reset(limits.login_account, email)
+        return outcome
 
     async def logout(self, session_id: uuid.UUID, client: ClientInfo) -> None:
         session = await self.db.get(DeviceSession, session_id)

@@ -8,6 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.core.rate_limit import AuthLimits, RateLimiter
+from app.core.secretbox import SecretBox
 from app.core.security import CsrfTokens, PasswordHasher
 from app.core.tokens import TokenCodec
 from app.services.deferred import Deferred
@@ -16,7 +17,8 @@ from app.services.email import Mailer
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """`hasher` hashes and verifies passwords; what a password must be is `core/passwords.py`."""
+    """`hasher` hashes and verifies passwords; what a password must be is `core/passwords.py`.
+    `vault` encrypts second-factor secrets with `MFA_ENCRYPTION_KEY`, else `SECRET_KEY`."""
 
     settings: Settings
     hasher: PasswordHasher
@@ -26,6 +28,7 @@ class Context:
     limits: AuthLimits
     mailer: Mailer
     later: Deferred
+    vault: SecretBox  # second-factor secrets at rest
 
     @classmethod
     def from_settings(
@@ -45,6 +48,12 @@ class Context:
             limits=AuthLimits.from_settings(settings),
             mailer=Mailer(settings, deferred=later),
             later=later,
+            vault=SecretBox(
+                settings.mfa_encryption_key.get_secret_value()
+                if settings.mfa_encryption_key
+                else secret,
+                purpose="mfa-secrets",
+            ),
         )
 
 

@@ -28,6 +28,8 @@ SUBJECTS = {
     "email_changed": "Your email address was changed",
     "email_change_requested": "A change of your email address was requested",
     "confirm_email_change": "Confirm your new email address",
+    "security_notice": "Your sign-in methods changed",
+    "second_step_failed": "Someone knows your password",
 }
 
 

@@ -66,6 +66,23 @@ class DeviceMismatch(NotAuthenticated):
     detail = "This session belongs to another device; sign in again"
 
 
+class InvalidMfaToken(NotAuthenticated):
+    code = "invalid_mfa_token"
+    detail = "This sign-in step has expired or was already used; sign in again"
+
+
+class InvalidMfaCode(ServiceError):
+    status_code = 401
+    code = "invalid_mfa_code"
+    detail = "That code is not valid"
+
+
+class PasskeyRejected(ServiceError):
+    status_code = 401
+    code = "passkey_rejected"
+    detail = "This passkey could not be verified"
+
+
 # --- 403: known, but not allowed --------------------------------------------------------------
 
 
@@ -85,6 +102,18 @@ class PermissionDenied(ServiceError):
     status_code = 403
     code = "permission_denied"
     detail = "You do not have permission to do this"
+
+
+class ReauthenticationRequired(ServiceError):
+    status_code = 403
+    code = "reauthentication_required"
+    detail = "Confirm it is you: POST /auth/reauthenticate, then try again"
+
+
+class MfaEnrollmentRequired(ServiceError):
+    status_code = 403
+    code = "mfa_enrollment_required"
+    detail = "Your role requires a second factor: set one up under /auth/mfa or /auth/passkeys"
 
 
 class CsrfFailed(ServiceError):
@@ -112,6 +141,20 @@ class WrongPassword(ServiceError):
     status_code = 400
     code = "wrong_password"
     detail = "Current password is incorrect"
+
+
+class WrongCode(ServiceError):
+    """A signed-in user's code (a 400: the session itself is fine)."""
+
+    status_code = 400
+    code = "wrong_code"
+    detail = "That code is not valid"
+
+
+class InvalidPasskey(ServiceError):
+    status_code = 400
+    code = "invalid_passkey"
+    detail = "This passkey could not be registered"
 
 
 class UnknownName(ServiceError):
@@ -160,6 +203,21 @@ class LastAdmin(Conflict):
 class AdminRoleFixed(Conflict):
     code = "admin_role_fixed"
     detail = "The admin role always keeps every permission"
+
+
+class TotpAlreadyEnabled(Conflict):
+    code = "totp_already_enabled"
+    detail = "An authenticator app is already set up; turn it off first"
+
+
+class NoPendingTotp(Conflict):
+    code = "totp_setup_required"
+    detail = "Start with POST /auth/mfa/totp/setup"
+
+
+class NoSecondFactor(Conflict):
+    code = "mfa_not_enabled"
+    detail = "Set up an authenticator app or a passkey first"
 
 
 class UnsupportedMediaType(ServiceError):

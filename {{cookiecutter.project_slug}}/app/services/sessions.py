@@ -2,7 +2,6 @@
 
 import hmac
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -12,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core.security import sha256_hex
 from app.core.tokens import TokenClaims, TokenError
 from app.db.principals import PrincipalReader
-from app.domain import Principal, RevokeReason
+from app.domain import IssuedTokens, Principal, RevokeReason
 from app.models import AuditEventType, DeviceSession, User
 from app.models.base import utcnow
 from app.services import audit
@@ -36,21 +35,16 @@ class Presented(Enum):
     REUSED = "reused"
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedTokens:
-    session_id: uuid.UUID
-    access_token: str
-    refresh_token: str
-    csrf_token: str
-
-
 class SessionService:
     def __init__(self, db: AsyncSession, ctx: Context) -> None:
         self.db = db
         self.ctx = ctx
 
-    async def start(self, user: User, client: ClientInfo) -> tuple[DeviceSession, IssuedTokens]:
-        """Open a session for a user who just proved who they are. The caller commits."""
+    async def start(
+        self, user: User, client: ClientInfo, method: str = "password"
+    ) -> tuple[DeviceSession, IssuedTokens]:
+        """Open a session for a user who just proved who they are (`method` says how, for the
+        session list and the notices). The caller commits."""
         now = utcnow()
         device = parse_device(client.user_agent)
         session = DeviceSession(
@@ -65,6 +59,8 @@ class SessionService:
             fingerprint=device.fingerprint,
             refresh_token_hash="",
             refresh_issued_at=now,
+            authenticated_at=now,
+            auth_method=method,
         )
         refresh = self._refresh_token(session)
         session.refresh_token_hash = sha256_hex(refresh)
@@ -191,6 +187,14 @@ class SessionService:
         session.revoked_at = utcnow()
         session.revoked_reason = reason
         self.db.add(session)
+
+    async def mark_authenticated(self, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """The user just proved who they are again on this session. The caller commits."""
+        await self.db.exec(
+            update(DeviceSession)
+            .where(col(DeviceSession.id) == session_id, col(DeviceSession.user_id) == user_id)
+            .values(authenticated_at=utcnow())
+        )
 
     async def list_active(self, user_id: uuid.UUID) -> list[DeviceSession]:
         result = await self.db.exec(

@@ -81,6 +81,14 @@ async def delete_user(
     await admin.delete_user(principal, user_id, client)
 
 
+@router.delete("/users/{user_id}/mfa", status_code=status.HTTP_204_NO_CONTENT)
+async def reset_user_mfa(
+    user_id: uuid.UUID, principal: UsersWriter, admin: Admin, client: Client
+) -> None:
+    """Removes the user's second factors and passkeys (they lost them); they are told by email."""
+    await admin.reset_mfa(principal, user_id, client)
+
+
 @router.get("/users/{user_id}/sessions")
 async def list_user_sessions(
     user_id: uuid.UUID, principal: SessionsReader, admin: Admin

@@ -10,10 +10,14 @@ from app.api.deps import (
     CookieSession,
     Ctx,
     CurrentUser,
+    EnrollingUser,
+    RecentlyAuthenticated,
     RefreshCredentials,
     Sessions,
 )
+from app.api.responses import signed_in_response
 from app.api.routes import API_PREFIX
+from app.domain import SignInFlow
 from app.schemas.auth import (
     Accepted,
     ChangePasswordRequest,
@@ -29,7 +33,7 @@ from app.schemas.auth import (
     VerifyEmailRequest,
 )
 from app.schemas.errors import ERROR_RESPONSES
-from app.schemas.user import UserRead
+from app.schemas.mfa import MfaRequired
 from app.services.errors import UnsupportedMediaType
 from app.utils.cookies import clear_auth_cookies, set_auth_cookies, set_csrf_cookie
 
@@ -64,21 +68,27 @@ async def resend_verification(body: EmailRequest, auth: Auth, client: Client) ->
     return Accepted(detail=ACCEPTED)
 
 
-@router.post("/login", dependencies=[Depends(require_json)])
+@router.post(
+    "/login", dependencies=[Depends(require_json)], response_model=LoginResponse | MfaRequired
+)
 async def login(
     body: LoginRequest, auth: Auth, client: Client, ctx: Ctx, response: Response
-) -> LoginResponse:
-    """Browser sign-in: sets HttpOnly token cookies and returns the CSRF token."""
-    user, tokens = await auth.login(body.email, body.password, client)
-    set_auth_cookies(response, ctx.settings, tokens)
-    return LoginResponse(user=UserRead.of(user), csrf_token=tokens.csrf_token)
+) -> LoginResponse | TokenPair | MfaRequired:
+    """Browser sign-in: sets HttpOnly token cookies and returns the CSRF token. An account
+    with a second factor gets `mfa_required` instead, and no cookies until the second step
+    (`POST /auth/mfa/verify` or `/auth/passkeys/login`)."""
+    outcome = await auth.login(body.email, body.password, client, SignInFlow.BROWSER)
+    return signed_in_response(outcome, ctx, response)
 
 
-@router.post("/token")
-async def token(form: Annotated[TokenForm, Form()], auth: Auth, client: Client) -> TokenPair:
-    """OAuth2 password flow for API clients and the /docs Authorize button."""
-    _user, tokens = await auth.login(form.username, form.password, client)
-    return TokenPair(access_token=tokens.access_token, refresh_token=tokens.refresh_token)
+@router.post("/token", response_model=TokenPair | MfaRequired)
+async def token(
+    form: Annotated[TokenForm, Form()], auth: Auth, client: Client, ctx: Ctx, response: Response
+) -> LoginResponse | TokenPair | MfaRequired:
+    """OAuth2 password flow for API clients and the /docs Authorize button; `mfa_required`
+    for an account with a second factor, as for /auth/login."""
+    outcome = await auth.login(form.username, form.password, client, SignInFlow.API)
+    return signed_in_response(outcome, ctx, response)
 
 
 @router.post("/refresh", response_model=TokenPair | CsrfToken)
@@ -127,7 +137,7 @@ async def csrf_token(
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
 async def logout_all(
-    principal: CurrentUser, auth: Auth, client: Client, ctx: Ctx, response: Response
+    principal: EnrollingUser, auth: Auth, client: Client, ctx: Ctx, response: Response
 ) -> None:
     """Sign out on every device, this one included."""
     await auth.logout_everywhere(principal.id, client)
@@ -173,7 +183,7 @@ async def reset_password(body: ResetPasswordRequest, auth: Auth, client: Client)
 
 @router.post("/password/change", status_code=status.HTTP_204_NO_CONTENT)
 async def change_password(
-    body: ChangePasswordRequest, principal: CurrentUser, auth: Auth, client: Client
+    body: ChangePasswordRequest, principal: RecentlyAuthenticated, auth: Auth, client: Client
 ) -> None:
-    """Keeps this session and signs out every other one."""
+    """Keeps this session and signs out every other one. Needs a recent sign-in."""
     await auth.change_password(principal, body.current_password, body.new_password, client)

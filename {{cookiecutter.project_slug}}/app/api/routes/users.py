@@ -1,6 +1,6 @@
 from fastapi import APIRouter
 
-from app.api.deps import Auth, Client, CurrentUser
+from app.api.deps import Auth, Client, EnrollingUser, RecentlyAuthenticatedEnrolling
 from app.api.routes import API_PREFIX
 from app.schemas.errors import ERROR_RESPONSES
 from app.schemas.user import UserRead, UserUpdate
@@ -9,14 +9,14 @@ router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"], responses=ERROR
 
 
 @router.get("/me")
-async def read_me(principal: CurrentUser) -> UserRead:
+async def read_me(principal: EnrollingUser) -> UserRead:
     """Answered from the request's principal, with no further database read."""
     return UserRead.of(principal)
 
 
 @router.patch("/me")
 async def update_me(
-    body: UserUpdate, principal: CurrentUser, auth: Auth, client: Client
+    body: UserUpdate, principal: RecentlyAuthenticatedEnrolling, auth: Auth, client: Client
 ) -> UserRead:
     """Ask to change the account's email (needs the current password).
 
