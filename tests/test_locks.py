@@ -14,6 +14,8 @@ from benchmarks.infra import clean_env
 from locks import COMBOS, uv, uv_env
 from support import output_of, run
 
+COMBO_IDS = [f"{database}-{rate_limiter}" for database, rate_limiter in COMBOS]
+
 
 def lock_of(project: Path) -> dict[str, str]:
     """Package name -> version, as uv.lock pins them (the project's own entry left out)."""
@@ -28,7 +30,7 @@ def make_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize(("database", "rate_limiter"), COMBOS, ids="-".join)
+@pytest.mark.parametrize(("database", "rate_limiter"), COMBOS, ids=COMBO_IDS)
 def test_generated_lock_is_current_without_network(
     bake, tmp_path: Path, database: str, rate_limiter: str
 ) -> None:
@@ -72,7 +74,7 @@ def test_make_install_refuses_a_lock_the_pyproject_no_longer_matches(bake, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("database", "rate_limiter"), COMBOS, ids="-".join)
+@pytest.mark.parametrize(("database", "rate_limiter"), COMBOS, ids=COMBO_IDS)
 def test_make_install_syncs_exactly_the_lock(
     bake, tmp_path: Path, database: str, rate_limiter: str
 ) -> None:
