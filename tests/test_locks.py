@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tomllib
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.infra import clean_env
+from benchmarks.infra import DATABASES, RATE_LIMITERS, clean_env
 from locks import COMBOS, uv, uv_env
 from support import output_of, run
 
@@ -47,6 +48,10 @@ def test_generated_lock_is_current_without_network(
     relocked = run([uv(), "lock", "--offline"], cwd=project, env=env)
     assert relocked.returncode == 0, output_of(relocked)
     assert (project / "uv.lock").read_text() == shipped, "uv would rewrite the shipped lock"
+
+
+def test_there_is_one_lock_per_database_and_rate_limiter_choice() -> None:
+    assert sorted(COMBOS) == sorted(itertools.product(DATABASES, RATE_LIMITERS))
 
 
 def test_use_docker_changes_no_dependency(bake, tmp_path: Path) -> None:
