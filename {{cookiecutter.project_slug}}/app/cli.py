@@ -2,6 +2,7 @@
 
 import asyncio
 import getpass
+import json
 import os
 from collections.abc import Awaitable, Callable
 
@@ -116,6 +117,14 @@ def revoke_sessions(email: str) -> None:
         typer.echo(f"Revoked {count} session(s) of {user.email}")
 
     run(work)
+
+
+@cli.command("openapi")
+def openapi() -> None:
+    """Print the OpenAPI schema (JSON), as /openapi.json serves it: `make client` reads it."""
+    from app.main import create_app  # the app only for this command
+
+    typer.echo(json.dumps(create_app(settings_or_exit()).openapi(), indent=2))
 
 
 @cli.command("reset-mfa")

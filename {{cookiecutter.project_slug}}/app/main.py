@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
+from app.api.docs import DOCS_PAGES, install_docs
+from app.api.openapi import OPENAPI_URL, document_csrf, operation_id
 from app.api.router import OPENAPI_TAGS, api_router, flat_routes
 from app.core.after_response import AfterResponseMiddleware
 from app.core.body_limit import BodyLimitMiddleware
@@ -24,6 +26,7 @@ from app.db.principals import PrincipalReader
 from app.db.session import create_engine, create_sessionmaker
 from app.services.context import Context
 from app.services.errors import ServiceError
+from app.utils.cookies import cookie_warnings
 
 logger = logging.getLogger("app")
 
@@ -41,19 +44,24 @@ class Service(FastAPI):
         """Starlette renders a 500 in ServerErrorMiddleware, which sits outside every user
         middleware; wrapping the built stack is the only place whose headers reach it."""
         settings: Settings = self.state.settings
-        docs = (self.docs_url, self.swagger_ui_oauth2_redirect_url) if self.docs_url else ()
         return SecurityHeadersMiddleware(
             super().build_middleware_stack(),
             hsts=settings.cookie_secure,
-            docs_paths=[path for path in docs if path],
+            docs_paths=DOCS_PAGES if self.openapi_url else (),
         )
+
+    def openapi(self) -> dict[str, Any]:
+        if not self.openapi_schema:
+            self.openapi_schema = document_csrf(super().openapi())
+        return self.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or settings_or_exit()
     configure_logging(settings.log_level)
-    if warning := memory_counters_warning(settings):
-        logger.warning(warning)
+    for warning in [memory_counters_warning(settings), *cookie_warnings(settings)]:
+        if warning:
+            logger.warning(warning)
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     context = Context.from_settings(settings, sessionmaker)
@@ -72,13 +80,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = Service(
         title=settings.project_name,
         lifespan=lifespan,
-        openapi_url="/openapi.json" if schema else None,
-        docs_url="/docs" if schema else None,
+        openapi_url=OPENAPI_URL if schema else None,
+        docs_url=None,  # app/api/docs.py serves the docs pages and their files
         redoc_url=None,
         openapi_tags=OPENAPI_TAGS,
+        generate_unique_id_function=operation_id,
         # Passed here, the API comes before the docs routes FastAPI adds: matched first.
         routes=flat_routes(api_router().routes),
     )
+    if schema:
+        install_docs(app, OPENAPI_URL)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker

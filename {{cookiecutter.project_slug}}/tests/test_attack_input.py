@@ -591,7 +591,7 @@ async def test_the_policy_judges_the_normalised_password(client: AsyncClient) ->
 def test_the_cli_reads_passwords_in_the_same_form(monkeypatch: pytest.MonkeyPatch) -> None:
     from app import cli
 
-    monkeypatch.setattr(cli, "get_settings", make_settings)
+    monkeypatch.setattr(cli, "settings_or_exit", make_settings)
     monkeypatch.setenv("ADMIN_PASSWORD", FULLWIDTH)
     assert cli.read_password("ops@example.com") == COMPATIBLE
     monkeypatch.setenv("ADMIN_PASSWORD", DECOMPOSED)

@@ -46,6 +46,7 @@ PUBLIC_PATHS = frozenset(
         "/api/v1/auth/passkeys/login",
         "/docs",
         "/docs/oauth2-redirect",
+        "/docs/assets/{name}",  # Swagger UI's and ReDoc's files
         "/redoc",
         "/openapi.json",
     }

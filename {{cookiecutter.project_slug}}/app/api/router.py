@@ -16,11 +16,13 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.routing import BaseRoute
 
 from app.api import routes
+from app.api.openapi import operation_id
 
 FIRST = ("users", "auth", "admin", "health")
 
 OPENAPI_TAGS = [
     {"name": "auth", "description": "Sign-up, sign-in, tokens, sessions and passwords."},
+    {"name": "mfa", "description": "Second factors, passkeys and reauthentication."},
     {"name": "users", "description": "The signed-in user's own account."},
     {"name": "admin", "description": "User, session and role management (permission-gated)."},
     {"name": "health", "description": "Liveness and readiness probes."},
@@ -33,7 +35,7 @@ ROUTE_ARGUMENTS = tuple(inspect.signature(APIRoute).parameters)
 
 def api_router() -> APIRouter:
     names = [module.name for module in pkgutil.iter_modules(routes.__path__)]
-    api = APIRouter()
+    api = APIRouter(generate_unique_id_function=operation_id)
     for name in sorted(names, key=_mount_order):
         router = getattr(importlib.import_module(f"{routes.__name__}.{name}"), "router", None)
         if isinstance(router, APIRouter):

@@ -16,13 +16,14 @@ BASE_HEADERS = {
 }
 # The API answers JSON: nothing in a response may load, run or be framed.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# Swagger UI: its bundle and stylesheet (from the service or the CDN FastAPI defaults to), the
-# inline script that starts it, inline styles it sets, images, and fetching the schema.
+# Swagger UI and ReDoc: their files (served by the service itself), the inline script that
+# starts them, inline styles they set, images, ReDoc's web worker, and fetching the schema.
 DOCS_CSP = (
     "default-src 'none'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https:; "
+    "script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; "
+    "worker-src blob:; "
     "connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )

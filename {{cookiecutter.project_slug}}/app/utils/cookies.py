@@ -6,7 +6,9 @@ settings, so no other module may spell them.
 
 from dataclasses import dataclass
 from functools import lru_cache
+from ipaddress import ip_address
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from fastapi import Response
 
@@ -116,3 +118,49 @@ def clear_auth_cookies(response: Response, settings: Settings) -> None:
             httponly=name != names.csrf,
             samesite=settings.cookie_samesite,
         )
+
+
+def _site(url: str) -> tuple[str, str]:
+    """What browsers call the site: the scheme and the registrable domain, approximated by
+    the last two labels of the host (an IP address, or `localhost`, is a site of its own)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        ip_address(host)
+    except ValueError:
+        host = ".".join(host.split(".")[-2:])
+    return parts.scheme, host
+
+
+def _is_local(host: str) -> bool:
+    return host == "localhost" or host.endswith(".localhost") or host in {"127.0.0.1", "::1"}
+
+
+def cookie_warnings(settings: Settings) -> list[str]:
+    """Set-ups in which a browser silently drops or withholds the cookies, each a line for the
+    start-up log: the sign-in answers 200 and every later call is 401, with no other clue."""
+    warnings = []
+    frontend = urlsplit(settings.frontend_url)
+    if (
+        settings.cookie_secure
+        and frontend.scheme == "http"
+        and not _is_local(frontend.hostname or "")
+    ):
+        warnings.append(
+            f"COOKIE_SECURE=true but FRONTEND_URL is plain http ({settings.frontend_url}): "
+            "browsers drop Secure cookies on http pages other than localhost; serve the "
+            "pages over https, or set COOKIE_SECURE=false for local development only"
+        )
+    for origin in settings.cors_origins:
+        if _site(origin) != _site(settings.frontend_url):
+            warnings.append(
+                f"CORS origin {origin} is cross-site to FRONTEND_URL {settings.frontend_url}: "
+                "the API cannot share cookies with both; pages must be same-site with the API "
+                "(one host name, or sibling subdomains with COOKIE_DOMAIN), or use bearer tokens"
+            )
+    if settings.cookie_samesite == "none" and not settings.cookie_secure:
+        warnings.append(
+            "COOKIE_SAMESITE=none without COOKIE_SECURE: browsers refuse SameSite=None "
+            "cookies that are not Secure"
+        )
+    return warnings

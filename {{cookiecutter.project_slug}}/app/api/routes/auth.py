@@ -91,7 +91,12 @@ async def token(
     return signed_in_response(outcome, ctx, response)
 
 
-@router.post("/refresh", response_model=TokenPair | CsrfToken)
+@router.post(
+    "/refresh",
+    response_model=TokenPair | CsrfToken,
+    # A token in the body needs nothing else; the refresh cookie needs the CSRF header.
+    openapi_extra={"security": [{}, {"CsrfToken": []}]},
+)
 async def refresh(
     credentials: RefreshCredentials,
     sessions: Sessions,

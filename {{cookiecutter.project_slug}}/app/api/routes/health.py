@@ -13,7 +13,10 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get(
+    "/ready",
+    responses={503: {"description": "The database does not answer: take this instance out"}},
+)
 async def ready(db: Db, ctx: Ctx, response: Response) -> dict[str, str]:
     """The database answers. Redis is reported, but the service stays ready without it:
     rate limits fall back to process memory."""

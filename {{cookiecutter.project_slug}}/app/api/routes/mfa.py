@@ -42,7 +42,7 @@ SignInAnswer = LoginResponse | TokenPair
 
 
 @router.get("/mfa")
-async def mfa_status(principal: EnrollingUser, mfa: Mfa) -> MfaStatusRead:
+async def read_status(principal: EnrollingUser, mfa: Mfa) -> MfaStatusRead:
     return MfaStatusRead.of(await mfa.status(principal))
 
 
@@ -77,7 +77,7 @@ async def recovery_codes(
 
 
 @router.post("/mfa/verify", response_model=SignInAnswer)
-async def mfa_verify(
+async def verify(
     body: MfaVerifyRequest, mfa: Mfa, client: Client, ctx: Ctx, response: Response
 ) -> SignInAnswer:
     """The second step, with an app code or a recovery code: answers as the first step would
