@@ -21,6 +21,7 @@ COMMON = {
     "env.example",
     "pyproject.toml",
     "scripts/start.sh",
+    "uv.lock",  # the variant's lock, put in place by the post-gen hook
     # migrations
     "alembic/env.py",
     "alembic/script.py.mako",

@@ -8,13 +8,18 @@ which interpolates, checks the guards and applies profiles without an engine.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
+import tomllib
+from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +32,7 @@ from benchmarks.procs import free_port
 from support import group_alive, output_of, run, tool, variant_params, wait_until_ready
 
 DOCKER = variant_params(use_docker="yes")
+PYTHON = sys.executable
 
 
 @pytest.mark.parametrize("variant", DOCKER)
@@ -327,6 +333,109 @@ def test_redis_reads_its_password_from_the_secret_file_not_its_command_line(
         server.wait(timeout=10)
 
 
+# --------------------------------------------------------------------------- image installs
+@dataclass
+class Stage:
+    """One build stage: what it starts from, its ENV (with the inherited one) and RUN scripts."""
+
+    base: str
+    env: dict[str, str] = field(default_factory=dict)
+    instructions: list[str] = field(default_factory=list)  # one line each, continuations joined
+    runs: list[str] = field(default_factory=list)  # RUN scripts without their --mount flags
+    mounts: list[list[str]] = field(default_factory=list)  # each RUN's --mount flags
+
+
+def dockerfile_stages(project: Path) -> dict[str, Stage]:
+    """The Dockerfile's stages by name: a small reader for the instructions it uses."""
+    text = (project / "Dockerfile").read_text()
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    stages: dict[str, Stage] = {}
+    stage: Stage | None = None
+    for line in filter(None, map(str.strip, joined.splitlines())):
+        keyword, _, rest = line.partition(" ")
+        if keyword == "FROM":
+            base, _, name = rest.partition(" AS ")
+            inherited = stages[base].env if base in stages else {}
+            stage = stages[name or base] = Stage(base, dict(inherited))
+            continue
+        assert stage is not None, f"{line!r} before any FROM"
+        stage.instructions.append(line)
+        if keyword == "ENV":
+            stage.env.update(pair.split("=", 1) for pair in shlex.split(rest))
+        elif keyword == "RUN":
+            flags = re.findall(r"--mount=\S+", rest)
+            stage.mounts.append(flags)
+            stage.runs.append(re.sub(r"--mount=\S+\s*", "", rest).strip())
+    return stages
+
+
+def locked_version(project: Path, name: str) -> str:
+    packages = tomllib.loads((project / "uv.lock").read_text())["package"]
+    (version,) = [package["version"] for package in packages if package["name"] == name]
+    return str(version)
+
+
+@pytest.mark.parametrize("variant", DOCKER)
+def test_the_image_installs_uv_lock_with_uv_and_a_cache_mount(project: Path) -> None:
+    stages = dockerfile_stages(project)
+    assert stages["uv"].base == f"ghcr.io/astral-sh/uv:{locked_version(project, 'uv')}"
+    builder = stages["builder"]
+    assert "COPY pyproject.toml uv.lock ./" in builder.instructions
+    assert builder.runs == ["uv sync --locked --no-dev --no-install-project"]
+    assert builder.env["UV_PYTHON_DOWNLOADS"] == "never"
+    assert stages["dev-builder"].base == "builder"
+    assert stages["runtime"].base == stages["dev"].base == stages["builder"].base
+    assert "COPY --from=builder /opt/venv /opt/venv" in stages["runtime"].instructions
+    scripts = [script for stage in stages.values() for script in stage.runs]
+    assert not [script for script in scripts if "pip " in script], "an install bypassing uv.lock"
+    for stage in stages.values():
+        for script, mounts in zip(stage.runs, stage.mounts, strict=True):
+            if script.startswith("uv "):
+                assert mounts == ["--mount=type=cache,target=/root/.cache/uv"], script
+
+
+def installed(python: Path) -> dict[str, str]:
+    listed = run([tool("uv"), "pip", "list", "--format", "json", "--python", str(python)],
+                 cwd=python.parent)  # fmt: skip
+    assert listed.returncode == 0, output_of(listed)
+    return {package["name"]: package["version"] for package in json.loads(listed.stdout)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "variant", variant_params(use_docker="yes", database="postgresql", rate_limiter="redis")
+)
+def test_the_image_install_commands_give_the_locked_runtime_and_dev_tools(
+    project: Path, tmp_path: Path
+) -> None:
+    """The builder and dev-builder RUN scripts, minus Docker: in a build context holding what
+    the Dockerfile copies, with /opt/venv and the image's Python mapped to this machine."""
+    stages = dockerfile_stages(project)
+    context = tmp_path / "build"
+    context.mkdir()
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy(project / name, context)
+    venv = tmp_path / "opt-venv"
+
+    def here(value: str) -> str:
+        return value.replace("/opt/venv", str(venv)).replace("/usr/local/bin/python3", PYTHON)
+
+    pinned = {name: locked_version(project, name) for name in ("fastapi", "asyncpg", "redis")}
+    for stage, present, absent in (
+        ("builder", ["fastapi", "asyncpg", "redis"], ["pytest", "ruff", "mypy"]),
+        ("dev-builder", ["fastapi", "pytest", "ruff", "mypy"], []),
+    ):
+        env = clean_env(**{name: here(value) for name, value in stages[stage].env.items()})
+        for script in stages[stage].runs:
+            result = run(["sh", "-c", here(script)], cwd=context, env=env, timeout=900)
+            assert result.returncode == 0, output_of(result)
+        packages = installed(venv / "bin" / "python")
+        assert [name for name in present if name not in packages] == [], stage
+        assert [name for name in absent if name in packages] == [], stage
+        assert {name: packages[name] for name in pinned} == pinned, stage
+
+
 # --------------------------------------------------------------------------- dev stack
 @pytest.mark.parametrize("variant", DOCKER)
 def test_dev_stack_builds_the_dev_stage_as_the_host_user(project: Path) -> None:
@@ -337,10 +446,12 @@ def test_dev_stack_builds_the_dev_stage_as_the_host_user(project: Path) -> None:
         "UID": "1234",
         "GID": "5678",
     }
-    stages = re.split(r"^FROM ", (project / "Dockerfile").read_text(), flags=re.MULTILINE)
-    (dev,) = [stage for stage in stages if stage.split("\n", 1)[0].endswith(" AS dev")]
-    assert "requirements-dev.txt" in dev  # the dev tools: pytest, ruff, mypy
-    assert re.search(r"^USER \$\{UID\}:\$\{GID\}$", dev, flags=re.MULTILINE)
+    stages = dockerfile_stages(project)
+    dev = stages["dev"]
+    # The dev tools (pytest, ruff, mypy): the virtualenv of the stage that syncs the dev group.
+    assert "COPY --from=dev-builder /opt/venv /opt/venv" in dev.instructions
+    assert stages["dev-builder"].runs == ["uv sync --locked --no-install-project"]
+    assert "USER ${UID}:${GID}" in dev.instructions
 
 
 @pytest.mark.parametrize("variant", DOCKER)

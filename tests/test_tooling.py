@@ -1,6 +1,6 @@
 """The generated project's developer tooling works offline with its own dev dependencies:
 pre-commit runs local hooks only, and Alembic formats new revisions with the ruff of the
-interpreter running it."""
+interpreter running it (or say that they are left unformatted when it has none)."""
 
 from __future__ import annotations
 
@@ -89,5 +89,6 @@ def test_revision_without_ruff_installed_is_written_and_says_so(bake, tmp_path: 
     assert run([str(python), "-c", "import ruff"], cwd=tmp_path).returncode != 0
     env = clean_env(SECRET_KEY="k" * 64)
     made = run([str(python), "-m", "alembic", "revision", "-m", "add phone"], cwd=project, env=env)
+    assert made.returncode == 0, output_of(made)
     assert list((project / "alembic" / "versions").glob("*_add_phone.py")), output_of(made)
-    assert "Could not find module ruff" in made.stdout + made.stderr, output_of(made)
+    assert "ruff not installed; migration left unformatted" in made.stdout, output_of(made)

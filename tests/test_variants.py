@@ -112,8 +112,8 @@ def requirements(lines: list[str]) -> dict[str, Requirement]:
 @pytest.mark.parametrize("variant", ALL)
 def test_dependencies_are_in_the_template_test_requirements(project: Path) -> None:
     """tests/requirements.txt installs every dependency of every variant, with the same bounds."""
-    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
-    needed = requirements(meta["dependencies"] + meta["optional-dependencies"]["dev"])
+    data = tomllib.loads((project / "pyproject.toml").read_text())
+    needed = requirements(data["project"]["dependencies"] + data["dependency-groups"]["dev"])
     listed = requirements((TEMPLATE_DIR / "tests" / "requirements.txt").read_text().splitlines())
     assert sorted(set(needed) - set(listed)) == [], "missing from tests/requirements.txt"
     out_of_sync = [

@@ -4,14 +4,23 @@ An upgrade, downgrade or stamp that leaves the database at head also syncs the p
 role rows with `app/core/permissions.py` (see `app/db/catalogue.py`), in the migrations'
 transaction where the database has transactional DDL (PostgreSQL). Offline `--sql` scripts do
 not carry the sync: run an online `alembic upgrade head` after applying one.
+
+It also registers the `module_if_installed` post-write hook that alembic.ini formats new
+revisions with (`revision_environment = true` there, so this file runs for every `revision`).
 """
 
 import asyncio
+import importlib.util
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping
 from logging.config import fileConfig
 from typing import Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
+from alembic.script import write_hooks
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
@@ -27,6 +36,24 @@ if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = SQLModel.metadata
+
+
+def module_if_installed(path: str, options: Mapping[str, str]) -> None:
+    """Alembic's `module` hook (`python -m MODULE` with the interpreter running alembic), except
+    that a missing module skips the step instead of failing the command after the revision is
+    written: ruff is a dev tool, absent from the production image and a runtime-only install.
+    """
+    module = options["module"]
+    if importlib.util.find_spec(module) is None:
+        print(f"{module} not installed; migration left unformatted")
+        return
+    arguments = shlex.split(options.get("options", "REVISION_SCRIPT_FILENAME"))
+    arguments = [path if arg == "REVISION_SCRIPT_FILENAME" else arg for arg in arguments]
+    # The command comes from alembic.ini and the path from alembic: nothing user-supplied.
+    subprocess.run([sys.executable, "-m", module, *arguments], check=False)  # noqa: S603
+
+
+write_hooks.register("module_if_installed")(module_if_installed)
 
 
 def render_item(type_: str, obj: object, autogen_context: AutogenContext) -> str | Literal[False]:

@@ -1,5 +1,11 @@
 """The migrations build exactly the schema the models describe; the permission and role rows
-follow the catalogue in app/core/permissions.py."""
+follow the catalogue in app/core/permissions.py; `alembic revision` works without the dev tools."""
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 from alembic import command
 from sqlmodel import col, delete, select
@@ -8,12 +14,61 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core.permissions import PermissionName, RoleName, granted
 from app.db.catalogue import sync_catalogue
 from app.models import Permission, Role, RolePermission, User
-from tests.helpers import alembic_config
+from tests.helpers import PROJECT, alembic_config, subprocess_environment
 
 
 def test_models_and_migrations_agree() -> None:
     # Raises when autogenerate would produce a new migration.
     command.check(alembic_config())
+
+
+def python_without_ruff(where: Path) -> Path:
+    """A real virtualenv holding every installed package but ruff: a runtime-only install."""
+    venv = where / "no-ruff"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    ours = {Path(sysconfig.get_paths()[kind]) for kind in ("purelib", "platlib")}
+    for folder in ours:
+        for entry in folder.iterdir():
+            if entry.name.split("-")[0] != "ruff" and not (site / entry.name).exists():
+                (site / entry.name).symlink_to(entry)
+    return python
+
+
+def test_autogenerate_without_ruff_writes_the_revision_and_says_it_is_unformatted(
+    tmp_path: Path,
+) -> None:
+    """alembic.ini formats new revisions with `python -m ruff`; where ruff is not installed
+    `alembic revision --autogenerate` still succeeds and says what it skipped."""
+    python = python_without_ruff(tmp_path)
+    probe = subprocess.run([python, "-c", "import alembic, ruff"], capture_output=True, check=False)
+    assert b"No module named 'ruff'" in probe.stderr
+    # A copy of the migrations, so the new revision lands in tmp_path, not in the project.
+    copy = tmp_path / "project"
+    for name in ("alembic", "app"):
+        shutil.copytree(PROJECT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(PROJECT / "alembic.ini", copy)
+    made = subprocess.run(
+        [python, "-m", "alembic", "revision", "--autogenerate", "-m", "nothing new"],
+        cwd=copy,
+        env=subprocess_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "ruff not installed; migration left unformatted" in made.stdout, made.stdout
+    (revision,) = (copy / "alembic" / "versions").glob("*_nothing_new.py")
+    compile(revision.read_text(), str(revision), "exec")
 
 
 async def held_by(db: AsyncSession, role: str) -> set[str]:
