@@ -850,10 +850,11 @@ class TestRenameAndDelete:
 
 # --- malformed credentials ------------------------------------------------------------------
 
-Mutation = Callable[[Json], object]
+Mutation = Callable[[Json], object]  # a genuine credential in, whatever is sent out
+Edit = Callable[[Json], Json]
 
 
-def edit_response(**fields: object) -> Mutation:
+def edit_response(**fields: object) -> Edit:
     """Set (or, with None, remove) fields of `credential.response`."""
 
     def mutate(credential: Json) -> Json:
@@ -868,7 +869,7 @@ def edit_response(**fields: object) -> Mutation:
     return mutate
 
 
-def edit(**fields: object) -> Mutation:
+def edit(**fields: object) -> Edit:
     def mutate(credential: Json) -> Json:
         changed = dict(credential)
         for name, value in fields.items():
@@ -881,27 +882,27 @@ def edit(**fields: object) -> Mutation:
     return mutate
 
 
-def client_data(raw: str) -> Mutation:
+def client_data(raw: str) -> Edit:
     """Replace clientDataJSON with this exact text (so it can carry a lone surrogate)."""
     return edit_response(clientDataJSON=b64url(raw.encode()))
 
 
-def keep_challenge(kind: str, challenge_text: str) -> Mutation:
+def keep_challenge(kind: str, challenge_text: str) -> Edit:
     return client_data(
         f'{{"type":"{kind}","challenge":{challenge_text},"origin":"{FRONTEND_ORIGIN}"}}'
     )
 
 
-def replace_attestation(change: Callable[[Json], Json]) -> Mutation:
+def replace_attestation(change: Edit) -> Edit:
     def mutate(credential: Json) -> Json:
-        attestation = cbor2.loads(b64url_decode(credential["response"]["attestationObject"]))
+        attestation: Json = cbor2.loads(b64url_decode(credential["response"]["attestationObject"]))
         changed = change(attestation)
         return edit_response(attestationObject=b64url(cbor2.dumps(changed)))(credential)
 
     return mutate
 
 
-def with_cose_key(cose: bytes) -> Mutation:
+def with_cose_key(cose: bytes) -> Edit:
     """The attested public key replaced by these bytes (the credential id kept)."""
 
     def change(attestation: Json) -> Json:
