@@ -401,6 +401,32 @@ class TestUsernamelessSignIn:
         [passkey] = await listed(visitor)
         assert passkey["last_used_at"] is not None
 
+    async def test_a_user_handle_naming_another_account_is_refused(
+        self,
+        visitor: AsyncClient,
+        alice_passkey: Json,
+        authenticator: SoftAuthenticator,
+        bob_passkey: Json,
+        bob_authenticator: SoftAuthenticator,
+    ) -> None:
+        """The signature does not cover `userHandle`: alice's client rewrites it to bob's
+        (WebAuthn §7.2: the handle must name the credential's owner)."""
+        bobs_handle = b64url(bob_authenticator.credentials[0].user_handle)
+        assertion = authenticator.get(await passkey_options(visitor))
+        forged = {**assertion, "response": {**assertion["response"], "userHandle": bobs_handle}}
+
+        assert_refused(await send_assertion(visitor, forged), 401, "passkey_rejected")
+        assert (await visitor.get("/api/v1/users/me")).status_code == 401
+
+    async def test_a_usernameless_assertion_without_a_user_handle_is_refused(
+        self, visitor: AsyncClient, alice_passkey: Json, authenticator: SoftAuthenticator
+    ) -> None:
+        """Only a discoverable passkey, which returns its user handle, signs in alone."""
+        assertion = authenticator.get(await passkey_options(visitor))
+        del assertion["response"]["userHandle"]
+
+        assert_refused(await send_assertion(visitor, assertion), 401, "passkey_rejected")
+
     async def test_a_passkey_of_an_inactive_account_does_not_sign_in(
         self,
         app: FastAPI,
@@ -501,6 +527,17 @@ class TestSecondStep:
         assert "set-cookie" not in response.headers
         me = await visitor.get("/api/v1/users/me", headers=bearer(pair["access_token"]))
         assert me.status_code == 200 and me.json()["email"] == ALICE
+
+    async def test_a_passkey_without_a_user_handle_finishes_a_login(
+        self, visitor: AsyncClient, alice_passkey: Json, authenticator: SoftAuthenticator
+    ) -> None:
+        """A security key that stores no user handle still serves as the second step: the
+        password already named the account."""
+        token = await password_step(visitor)
+        assertion = authenticator.get(await passkey_options(visitor, token))
+        del assertion["response"]["userHandle"]
+
+        assert (await send_assertion(visitor, assertion, token)).status_code == 200
 
     async def test_the_mfa_token_is_spent_by_a_passkey(
         self, visitor: AsyncClient, alice_passkey: Json, authenticator: SoftAuthenticator

@@ -227,7 +227,7 @@ class PasskeyService:
             if owner is not None:
                 await self._second_step_refused(owner, challenge, client, "unknown passkey")
             raise PasskeyRejected()
-        if passkey is None:
+        if passkey is None or not _owner_named(credential, passkey, required=mfa_token is None):
             raise PasskeyRejected()
         user = await self.db.get(User, passkey.user_id)
         if user is None or not user.is_active or not user.is_verified:
@@ -325,6 +325,19 @@ def _descriptor(passkey: Passkey) -> PublicKeyCredentialDescriptor:
         id=passkey.credential_id,
         transports=[AuthenticatorTransport(t) for t in passkey.transports if t in TRANSPORTS],
     )
+
+
+def _owner_named(credential: dict[str, Any], passkey: Passkey, *, required: bool) -> bool:
+    """WebAuthn §7.2: `userHandle` (not covered by the signature) must name the passkey's
+    owner, and a sign-in that names no user beforehand needs it (discoverable passkeys
+    always return it; a security key may not, as a second step)."""
+    handle = credential.get("response", {}).get("userHandle")
+    if handle is None:
+        return not required
+    try:
+        return base64url_to_bytes(handle) == passkey.user_id.bytes
+    except (TypeError, ValueError):
+        return False
 
 
 def _raw_id(credential: dict[str, Any]) -> bytes:
