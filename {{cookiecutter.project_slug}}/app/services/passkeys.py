@@ -134,7 +134,8 @@ class PasskeyService:
             )
         except MALFORMED as error:
             await self.db.commit()  # the challenge stays used
-            raise InvalidPasskey(f"This passkey could not be registered: {error}") from None
+            reason = error if isinstance(error, WebAuthnException) else "malformed credential"
+            raise InvalidPasskey(f"This passkey could not be registered: {reason}") from None
         if await self._by_credential_id(verified.credential_id) is not None:
             await self.db.commit()
             raise AlreadyExists("This passkey is already registered")
