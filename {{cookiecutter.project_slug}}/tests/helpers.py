@@ -212,3 +212,73 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
+
+
+# --- passkeys
+from tests.authenticator import SoftAuthenticator  # noqa: E402 (this block keeps its own import)
+
+# The test frontend is the passkeys' web origin, and its host their RP ID (SPEC §8 defaults).
+FRONTEND_ORIGIN = "https://frontend.example"
+RP_ID = "frontend.example"
+
+
+async def register_passkey(
+    client: AsyncClient, authenticator: SoftAuthenticator, name: str = "Laptop"
+) -> dict[str, Any]:
+    """Add a passkey to the signed-in `client`'s account, as a browser does: creation options,
+    `navigator.credentials.create()`, then the attestation. Fails the test unless it is 201."""
+    options = await client.post("/api/v1/auth/passkeys/register/options")
+    assert options.status_code == 200, options.text
+    credential = authenticator.create(options.json())
+    body = {"credential": credential, "name": name}
+    response = await client.post("/api/v1/auth/passkeys/register", json=body)
+    assert response.status_code == 201, response.text
+    passkey: dict[str, Any] = response.json()
+    return passkey
+
+
+async def passkey_options(client: AsyncClient, mfa_token: str | None = None) -> dict[str, Any]:
+    """Request options for a passkey sign-in: usernameless, or the second step of `mfa_token`."""
+    body = {} if mfa_token is None else {"mfa_token": mfa_token}
+    response = await client.post("/api/v1/auth/passkeys/login/options", json=body)
+    assert response.status_code == 200, response.text
+    options: dict[str, Any] = response.json()
+    return options
+
+
+async def send_assertion(
+    client: AsyncClient, credential: dict[str, Any], mfa_token: str | None = None
+) -> Response:
+    """Post an assertion (`navigator.credentials.get()` output) to the passkey sign-in."""
+    body: dict[str, Any] = {"credential": credential}
+    if mfa_token is not None:
+        body["mfa_token"] = mfa_token
+    return await client.post("/api/v1/auth/passkeys/login", json=body)
+
+
+async def passkey_login(
+    client: AsyncClient,
+    authenticator: SoftAuthenticator,
+    mfa_token: str | None = None,
+    **forged: Any,
+) -> Response:
+    """A whole passkey sign-in: options, the authenticator's assertion (with whatever `forged`
+    asks `SoftAuthenticator.get` to forge), then the sign-in. Returns the sign-in's answer."""
+    options = await passkey_options(client, mfa_token)
+    return await send_assertion(client, authenticator.get(options, **forged), mfa_token)
+
+
+async def password_step(client: AsyncClient, email: str = ALICE, *, api: bool = False) -> str:
+    """The first step for an account with a second factor: the `mfa_token` the right password
+    earns, from /auth/login or (`api`) /auth/token."""
+    if api:
+        form = {"username": email, "password": PASSWORD}
+        response = await client.post("/api/v1/auth/token", data=form)
+    else:
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["mfa_required"] is True, response.text
+    token: str = response.json()["mfa_token"]
+    return token

@@ -9,6 +9,7 @@ authenticator, and is refused and audited.
 """
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -21,7 +22,12 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
+from webauthn.helpers import (
+    base64url_to_bytes,
+    bytes_to_base64url,
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
+)
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
@@ -48,6 +54,13 @@ from app.services.sign_in import SignIns
 
 TRANSPORTS = {transport.value for transport in AuthenticatorTransport}
 Options = dict[str, Any]
+# Every challenge this service issues is base64url (64 random bytes); anything else names none
+# of ours, and must not reach the lookup (a lone surrogate cannot even be hashed).
+CHALLENGE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+# py_webauthn raises its own exceptions for most malformed credentials, but lets some parsing
+# errors of client-supplied bytes escape as builtins (a COSE key without a field, bad base64 in
+# `userHandle`, an unparsable attestation certificate): each is a refused credential, not a 500.
+MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError, IndexError)
 
 
 def challenge_of(credential: dict[str, Any]) -> str:
@@ -57,7 +70,7 @@ def challenge_of(credential: dict[str, Any]) -> str:
         challenge = client_data["challenge"]
     except (KeyError, TypeError, ValueError):
         challenge = None
-    if not isinstance(challenge, str) or not challenge:
+    if not isinstance(challenge, str) or not CHALLENGE.fullmatch(challenge):
         raise PasskeyRejected("The credential names no challenge")
     return challenge
 
@@ -115,9 +128,14 @@ class PasskeyService:
                 expected_origin=self.ctx.settings.rp_origins,
                 require_user_verification=True,
             )
-        except WebAuthnException as error:
+            # A key that is no valid point would make every later sign-in with it fail.
+            decoded_public_key_to_cryptography(
+                decode_credential_public_key(verified.credential_public_key)
+            )
+        except MALFORMED as error:
             await self.db.commit()  # the challenge stays used
-            raise InvalidPasskey(f"This passkey could not be registered: {error}") from None
+            reason = error if isinstance(error, WebAuthnException) else "malformed credential"
+            raise InvalidPasskey(f"This passkey could not be registered: {reason}") from None
         if await self._by_credential_id(verified.credential_id) is not None:
             await self.db.commit()
             raise AlreadyExists("This passkey is already registered")
@@ -204,7 +222,13 @@ class PasskeyService:
         if expected is None or bytes_to_base64url(expected) != signed:
             raise PasskeyRejected("This credential answers another challenge")
         passkey = await self._by_credential_id(_raw_id(credential))
-        if passkey is None or (mfa_token is not None and passkey.user_id != challenge.user_id):
+        if mfa_token is not None and (passkey is None or passkey.user_id != challenge.user_id):
+            # Not one of this account's passkeys (another user's, or none we know).
+            owner = await self.db.get(User, challenge.user_id) if challenge.user_id else None
+            if owner is not None:
+                await self._second_step_refused(owner, challenge, client, "unknown passkey")
+            raise PasskeyRejected()
+        if passkey is None or not _owner_named(credential, passkey, required=mfa_token is None):
             raise PasskeyRejected()
         user = await self.db.get(User, passkey.user_id)
         if user is None or not user.is_active or not user.is_verified:
@@ -242,7 +266,7 @@ class PasskeyService:
                     credential_current_sign_count=0,  # compared below, once it is authentic
                     require_user_verification=True,
                 )
-            except WebAuthnException:
+            except MALFORMED:
                 return False
             new_count = verified.new_sign_count
             return True
@@ -254,8 +278,7 @@ class PasskeyService:
             if challenge.user_id is None:  # a passkey alone: nobody entered the password
                 await audit.record_now(self.db, AuditEventType.MFA_FAILED, client, user.id, why)
                 return False
-            await challenges.count_failure(self.db, challenge)
-            await MfaService(self.db, self.ctx).second_step_failed(user, client, why)
+            await self._second_step_refused(user, challenge, client, why)
             return False
         if (new_count or passkey.sign_count) and new_count <= passkey.sign_count:
             detail = f"{passkey.name}: {new_count} after {passkey.sign_count}"
@@ -267,6 +290,14 @@ class PasskeyService:
         passkey.last_used_at = utcnow()
         self.db.add(passkey)
         return True
+
+    async def _second_step_refused(
+        self, user: User, challenge: MfaChallenge, client: ClientInfo, why: str
+    ) -> None:
+        """A failed second step, like a wrong code: counted against the token, audited, and
+        the owner told (whoever tried has the password)."""
+        await challenges.count_failure(self.db, challenge)
+        await MfaService(self.db, self.ctx).second_step_failed(user, client, why)
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -295,6 +326,19 @@ def _descriptor(passkey: Passkey) -> PublicKeyCredentialDescriptor:
         id=passkey.credential_id,
         transports=[AuthenticatorTransport(t) for t in passkey.transports if t in TRANSPORTS],
     )
+
+
+def _owner_named(credential: dict[str, Any], passkey: Passkey, *, required: bool) -> bool:
+    """WebAuthn §7.2: `userHandle` (not covered by the signature) must name the passkey's
+    owner, and a sign-in that names no user beforehand needs it (discoverable passkeys
+    always return it; a security key may not, as a second step)."""
+    handle = credential.get("response", {}).get("userHandle")
+    if handle is None:
+        return not required
+    try:
+        return base64url_to_bytes(handle) == passkey.user_id.bytes
+    except (TypeError, ValueError):
+        return False
 
 
 def _raw_id(credential: dict[str, Any]) -> bytes:
