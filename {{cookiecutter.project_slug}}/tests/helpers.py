@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.core.permissions import RoleName
-from app.models import User
+from app.models import Role, User, UserRole
 from app.services import users
 from app.services.email import Email
 
@@ -294,3 +294,10 @@ def device(app: FastAPI, user_agent: str = BROWSER, ip: str = "127.0.0.1") -> As
         base_url="https://testserver",
         headers={"User-Agent": user_agent},
     )
+
+
+async def give_role(app: FastAPI, user: User, role_name: str) -> None:
+    async with app.state.sessionmaker() as db:
+        role = (await db.exec(select(Role).where(Role.name == role_name))).one()
+        db.add(UserRole(user_id=user.id, role_id=role.id))
+        await db.commit()
