@@ -6,18 +6,24 @@ service's clock is moved instead of waiting for the next 30 s step.
 
 import asyncio
 import base64
-import xml.etree.ElementTree as ET
+import json
+import secrets
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pyotp
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
+from app.main import create_app
 from app.models import AuditEvent, DeviceSession, TotpFactor, User
+from app.models.base import utcnow
 from app.services import mfa as mfa_service
 from app.utils.cookies import CookieNames
 from tests.helpers import (
@@ -30,9 +36,10 @@ from tests.helpers import (
     bearer,
     browser,
     count_calls,
+    create_user,
     device,
     enable_totp,
-    login,
+    link_token,
     make_settings,
     second_step,
     start_login,
@@ -86,7 +93,8 @@ async def test_setup_gives_a_secret_an_otpauth_uri_and_a_qr_picture(
     assert uri.secret == setup["secret"]
     assert (uri.digits, uri.interval, uri.digest().name) == (6, 30, "sha1")
     assert uri.name == ALICE
-    assert ET.fromstring(setup["qr_svg"]).tag.endswith("svg")
+    svg = setup["qr_svg"]
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>"), svg[:80]
 
 
 async def test_a_pending_setup_does_not_ask_for_a_code_at_login(
@@ -479,7 +487,12 @@ async def test_disabling_ends_a_pending_step(
 
 
 async def test_enabling_and_disabling_are_audited_and_told_to_the_owner(
-    app: FastAPI, signed_in: AsyncClient, totp: TotpApp, alice: User, db: AsyncSession, outbox: Outbox
+    app: FastAPI,
+    signed_in: AsyncClient,
+    totp: TotpApp,
+    alice: User,
+    db: AsyncSession,
+    outbox: Outbox,
 ) -> None:
     await signed_in.delete("/api/v1/auth/mfa/totp")
     await app.state.context.mailer.wait_idle()
@@ -489,3 +502,113 @@ async def test_enabling_and_disabling_are_audited_and_told_to_the_owner(
     assert len(notices) == 2
     assert "authenticator app was set up" in notices[0]
     assert "authenticator app was removed" in notices[1]
+
+
+async def test_a_secret_copied_onto_another_account_does_not_work(
+    app: FastAPI, totp: TotpApp, alice: User, db: AsyncSession
+) -> None:
+    """The sealed secret is bound to its owner: an attacker who can write the table cannot
+    move their own factor onto a victim's account."""
+    bob = await create_user(app, "bob@example.com")
+    alices = (await db.exec(select(TotpFactor).where(TotpFactor.user_id == alice.id))).one()
+    db.add(
+        TotpFactor(user_id=bob.id, secret_encrypted=alices.secret_encrypted, confirmed_at=utcnow())
+    )
+    await db.commit()
+    async with device(app) as attacker:
+        token = await start_login(attacker, "bob@example.com")
+        response = await second_step(attacker, token, totp.next_code())
+        assert response.status_code == 401
+        assert response.json()["code"] == "invalid_mfa_code"
+
+
+@asynccontextmanager
+async def same_database(settings: Settings) -> AsyncIterator[AsyncClient]:
+    """Another deployment on this database, with settings of its own."""
+    other = create_app(settings)
+    async with LifespanManager(other), device(other) as http:
+        yield http
+
+
+async def test_the_database_without_the_key_yields_no_usable_secret(totp: TotpApp) -> None:
+    """A copy of the database served with another SECRET_KEY: the factor is still required,
+    and no code from the real secret passes."""
+    stolen_settings = make_settings(
+        rate_limit_login_ip="1000/minute", secret_key=secrets.token_urlsafe(48)
+    )
+    async with same_database(stolen_settings) as stolen:
+        token = await start_login(stolen)
+        response = await second_step(stolen, token, totp.next_code())
+        assert response.status_code == 401
+        assert response.json()["code"] == "invalid_mfa_code"
+
+
+class TestEncryptionKey:
+    KEY = "an encryption key of its own, long and random enough 7f3a9c"
+
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return make_settings(rate_limit_login_ip="1000/minute", mfa_encryption_key=self.KEY)
+
+    async def test_with_mfa_encryption_key_the_secret_survives_a_secret_key_rotation(
+        self, totp: TotpApp
+    ) -> None:
+        rotated = make_settings(
+            rate_limit_login_ip="1000/minute",
+            mfa_encryption_key=self.KEY,
+            secret_key=secrets.token_urlsafe(48),
+        )
+        async with same_database(rotated) as http:
+            token = await start_login(http)
+            assert (await second_step(http, token, totp.next_code())).status_code == 200
+
+
+async def test_a_password_reset_keeps_the_second_factor(
+    app: FastAPI, client: AsyncClient, totp: TotpApp, outbox: Outbox
+) -> None:
+    """Whoever controls the mailbox can set a new password, not skip the second step."""
+    await client.post("/api/v1/auth/password/forgot", json={"email": ALICE})
+    await app.state.context.mailer.wait_idle()
+    token = link_token(outbox.to(ALICE, "Reset")[0])
+    new_password = "a brand new and rather long passphrase"
+    reset = await client.post(
+        "/api/v1/auth/password/reset", json={"token": token, "new_password": new_password}
+    )
+    assert reset.status_code == 200, reset.text
+    await start_login(client, ALICE, new_password)  # asks for the second step, or fails
+
+
+async def test_notices_of_wrong_codes_are_limited(
+    app: FastAPI, client: AsyncClient, totp: TotpApp, outbox: Outbox, settings: Settings
+) -> None:
+    code = totp.next_code()
+    for _ in range(2):
+        token = await start_login(client)
+        for _ in range(4):
+            await second_step(client, token, wrong_code(code))
+    await app.state.context.mailer.wait_idle()
+    limit = int(settings.rate_limit_notice.split("/")[0])
+    assert 1 <= len(outbox.to(ALICE, "Someone knows your password")) <= limit < 8
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "١٢٣٤٥٦",
+        "\uff11\uff12\uff13\uff14\uff15\uff16",
+        "12345\x00",
+        "123456\ud800",
+        "12345",
+        "1" * 33,
+        "12;456",
+    ],
+    ids=["arabic-digits", "fullwidth", "nul", "surrogate", "short", "long", "punctuation"],
+)
+async def test_a_malformed_code_is_a_422(client: AsyncClient, totp: TotpApp, code: str) -> None:
+    token = await start_login(client)
+    body = json.dumps({"mfa_token": token, "code": code}).encode()
+    response = await client.post(
+        "/api/v1/auth/mfa/verify", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_failed"

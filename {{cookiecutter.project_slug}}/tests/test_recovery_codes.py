@@ -96,9 +96,7 @@ async def test_the_same_code_sent_twice_at_once_signs_in_once(
     assert sorted(a.status_code for a in answers) == [200, 401]
 
 
-async def test_recovery_codes_left_counts_down(
-    client: AsyncClient, codes: list[str]
-) -> None:
+async def test_recovery_codes_left_counts_down(client: AsyncClient, codes: list[str]) -> None:
     assert await codes_left(client) == 10
     await sign_in_with(client, codes[3])
     assert await codes_left(client) == 9
@@ -154,7 +152,12 @@ async def test_turning_totp_off_keeps_the_codes_while_a_passkey_remains(
 
 
 async def test_using_a_code_at_sign_in_is_audited_and_told_to_the_owner(
-    app: FastAPI, client: AsyncClient, codes: list[str], alice: User, db: AsyncSession, outbox: Outbox
+    app: FastAPI,
+    client: AsyncClient,
+    codes: list[str],
+    alice: User,
+    db: AsyncSession,
+    outbox: Outbox,
 ) -> None:
     await sign_in_with(client, codes[0])
     await app.state.context.mailer.wait_idle()
@@ -173,9 +176,7 @@ async def test_the_methods_stop_offering_recovery_codes_when_all_are_used(
 ) -> None:
     for code in codes:
         assert await sign_in_with(client, code) == 200
-    response = await client.post(
-        "/api/v1/auth/login", json={"email": ALICE, "password": PASSWORD}
-    )
+    response = await client.post("/api/v1/auth/login", json={"email": ALICE, "password": PASSWORD})
     assert response.json()["methods"] == ["totp"]
 
 
