@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import settings_or_exit
+from app.core.logging import configure_logging
 from app.core.passwords import normalize_password, password_problem
 from app.core.permissions import RoleName
 from app.db.session import create_engine, create_sessionmaker
@@ -27,6 +28,8 @@ def run(work: Callable[[AsyncSession, Context], Awaitable[None]]) -> None:
     """Run `work` with a database session and the same services the API uses."""
 
     settings = settings_or_exit()  # one line per problem, not a traceback
+    # What the service logs shows on stderr too: an email sent to the console, a failed send.
+    configure_logging(settings.log_level)
 
     async def main() -> None:
         engine = create_engine(settings)

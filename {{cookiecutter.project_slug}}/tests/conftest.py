@@ -81,6 +81,8 @@ async def clean_database(application: FastAPI) -> None:
             await db.exec(delete(model))
         await db.exec(delete(Role).where(col(Role.name).not_in(SEEDED_ROLES)))
         await db.commit()
+    # The app's shutdown disposed of the engine; this cleaning opened a connection again.
+    await application.state.sessionmaker.kw["bind"].dispose()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 from urllib.parse import parse_qs, urlparse
 
+import pyotp
 import pytest
 from alembic.config import Config
 from fastapi import FastAPI
@@ -25,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.core.permissions import RoleName
-from app.models import User
+from app.models import Role, User, UserRole
 from app.services import users
 from app.services.email import Email
 
@@ -214,6 +215,94 @@ class Clock:
         self.offset += seconds
 
 
+# --- second factors
+
+
+class TotpApp:
+    """An authenticator app holding one TOTP secret, reading the service's (test) clock."""
+
+    PERIOD = 30
+
+    def __init__(self, secret: str, clock: Clock) -> None:
+        self.secret = secret
+        self.clock = clock
+
+    def code(self, steps: int = 0) -> str:
+        """The code `steps` periods away from now (negative: a phone whose clock lags)."""
+        at = self.clock.timestamp() + steps * self.PERIOD
+        return pyotp.TOTP(self.secret).at(at)
+
+    def next_code(self) -> str:
+        """Wait (on the test clock) for the next code, to the middle of its period: a code is
+        good once, and mid-period the test has 15 s before the step turns over."""
+        now = self.clock.timestamp()
+        self.clock.advance(self.PERIOD - now % self.PERIOD + self.PERIOD / 2)
+        return self.code()
+
+
+class TotpEnrolment(TypedDict):
+    app: TotpApp
+    recovery_codes: list[str]
+
+
+async def enable_totp(client: AsyncClient, clock: Clock, **headers: str) -> TotpEnrolment:
+    """Set up and turn on an authenticator app for the signed-in caller; fails the test unless
+    both steps succeed."""
+    setup = await client.post("/api/v1/auth/mfa/totp/setup", headers=headers)
+    assert setup.status_code == 200, setup.text
+    app = TotpApp(setup.json()["secret"], clock)
+    body = {"code": app.next_code()}
+    enabled = await client.post("/api/v1/auth/mfa/totp/enable", json=body, headers=headers)
+    assert enabled.status_code == 200, enabled.text
+    return {"app": app, "recovery_codes": enabled.json()["recovery_codes"]}
+
+
+async def start_login(client: AsyncClient, email: str = ALICE, password: str = PASSWORD) -> str:
+    """The first step of a browser sign-in of an account with a second factor: its mfa_token."""
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    assert response.json()["mfa_required"] is True, response.text
+    token: str = response.json()["mfa_token"]
+    return token
+
+
+async def start_token_login(
+    client: AsyncClient, email: str = ALICE, password: str = PASSWORD
+) -> str:
+    """The same first step through the token endpoint (an API client)."""
+    form = {"username": email, "password": password}
+    response = await client.post("/api/v1/auth/token", data=form)
+    assert response.status_code == 200, response.text
+    assert response.json()["mfa_required"] is True, response.text
+    token: str = response.json()["mfa_token"]
+    return token
+
+
+async def second_step(client: AsyncClient, mfa_token: str, code: str) -> Response:
+    return await client.post("/api/v1/auth/mfa/verify", json={"mfa_token": mfa_token, "code": code})
+
+
+def wrong_code(code: str) -> str:
+    """Six digits other than `code`."""
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+def device(app: FastAPI, user_agent: str = BROWSER, ip: str = "127.0.0.1") -> AsyncClient:
+    """A client with a cookie jar of its own, not signed in: another device, or an API client."""
+    return AsyncClient(
+        transport=ASGITransport(app=app, client=(ip, 4000)),
+        base_url="https://testserver",
+        headers={"User-Agent": user_agent},
+    )
+
+
+async def give_role(app: FastAPI, user: User, role_name: str) -> None:
+    async with app.state.sessionmaker() as db:
+        role = (await db.exec(select(Role).where(Role.name == role_name))).one()
+        db.add(UserRole(user_id=user.id, role_id=role.id))
+        await db.commit()
+
+
 # --- passkeys
 from tests.authenticator import SoftAuthenticator  # noqa: E402 (this block keeps its own import)
 
@@ -271,14 +360,4 @@ async def passkey_login(
 async def password_step(client: AsyncClient, email: str = ALICE, *, api: bool = False) -> str:
     """The first step for an account with a second factor: the `mfa_token` the right password
     earns, from /auth/login or (`api`) /auth/token."""
-    if api:
-        form = {"username": email, "password": PASSWORD}
-        response = await client.post("/api/v1/auth/token", data=form)
-    else:
-        response = await client.post(
-            "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
-        )
-    assert response.status_code == 200, response.text
-    assert response.json()["mfa_required"] is True, response.text
-    token: str = response.json()["mfa_token"]
-    return token
+    return await (start_token_login if api else start_login)(client, email)

@@ -85,6 +85,25 @@ async def use(db: AsyncSession, challenge: MfaChallenge) -> None:
         raise InvalidMfaToken()
 
 
+async def reserve_attempt(db: AsyncSession, challenge: MfaChallenge) -> None:
+    """Count this attempt before its code is checked, and commit, as the login limiter
+    reserves before verifying: a burst of concurrent guesses on one step gets at most
+    `MAX_ATTEMPTS` checks however they interleave. A right code then uses the challenge; a
+    wrong one leaves the attempt counted."""
+    result = await db.exec(
+        update(MfaChallenge)
+        .where(
+            col(MfaChallenge.id) == challenge.id,
+            col(MfaChallenge.used_at).is_(None),
+            col(MfaChallenge.attempts) < MAX_ATTEMPTS,
+        )
+        .values(attempts=col(MfaChallenge.attempts) + 1)
+    )
+    await db.commit()
+    if result.rowcount != 1:
+        raise InvalidMfaToken()
+
+
 async def count_failure(db: AsyncSession, challenge: MfaChallenge) -> None:
     """One more wrong code; the fifth kills the challenge. The caller commits."""
     await db.exec(

@@ -205,9 +205,9 @@ class MfaService:
         user = await self.db.get(User, challenge.user_id) if challenge.user_id else None
         if user is None or not user.is_active:
             raise InvalidMfaToken()
+        await challenges.reserve_attempt(self.db, challenge)
         method = await self.check_code(user, code)
         if method is None:
-            await challenges.count_failure(self.db, challenge)
             await self.second_step_failed(user, client, "wrong code")
             raise InvalidMfaCode()
         await challenges.use(self.db, challenge)
