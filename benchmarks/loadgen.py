@@ -7,6 +7,10 @@ storm) and report, per job, completed requests, requests/s, p50/p99 latency and 
 A refresh job is a pool of single-use refresh tokens, one per device session: every request
 takes a token nobody sent before and the successor from its response goes back into the
 pool, so sessions really rotate. Tokens left at the end stay in `job.tokens` for the next run.
+
+A job with `bodies` sends each of them once, in order (the second-step rows: every body holds
+an `mfa_token` or a WebAuthn challenge the service accepts once); a request that finds none
+left is counted as starved.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Job:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     refresh_tokens: list[str] | None = None  # set: a refresh-rotation job
+    bodies: list[bytes] | None = None  # set: every request sends the next one, once
 
 
 @dataclass
@@ -47,7 +52,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
-    starved: int = 0  # refresh requests sent without a fresh token (pool too small)
+    starved: int = 0  # requests sent without a fresh token or body (pool too small)
 
     @property
     def rps(self) -> float:
@@ -95,6 +100,11 @@ def _run_wrk(jobs: list[Job], duration: float, procs: Processes, threads: int) -
                 tokens_file.write_text("".join(f"{token}\n" for token in job.refresh_tokens))
                 env["BENCH_TOKENS_FILE"] = str(tokens_file)
                 env["BENCH_LEFTOVER_FILE"] = str(Path(scratch, f"leftover-{index}"))
+            elif job.bodies is not None:
+                script = LUA_DIR / "bodies.lua"
+                bodies_file = Path(scratch, f"bodies-{index}")
+                bodies_file.write_bytes(b"".join(body + b"\n" for body in job.bodies))
+                env["BENCH_BODIES_FILE"] = str(bodies_file)
             else:
                 script = LUA_DIR / "static.lua"
                 if job.body is not None:
@@ -189,6 +199,7 @@ async def _python_job(job: Job, duration: float) -> LoadResult:
     latencies: list[float] = []
     errors = starved = 0
     pool = job.refresh_tokens
+    fresh = iter(job.bodies) if job.bodies is not None else None
 
     async with httpx.AsyncClient(
         base_url=job.base_url, headers=job.headers, limits=limits, timeout=WRK_TIMEOUT_SECONDS
@@ -199,6 +210,11 @@ async def _python_job(job: Job, duration: float) -> LoadResult:
             token: str | None = None
             while time.perf_counter() < deadline:
                 body = job.body
+                if fresh is not None:
+                    body = next(fresh, None)
+                    if body is None:
+                        starved += 1
+                        return
                 if pool is not None:
                     if token is None:
                         if not pool:

@@ -9,6 +9,7 @@ USERS_ME_VS_JWT = 0.5  # /users/me req/s >= 0.5 x the JWT-decoding ceiling
 LOGIN_VS_ARGON2 = 0.9  # login req/s >= 0.9 x argon2 verifies/s on all cores
 STORM_P99_FACTOR = 3.0  # /users/me p99 during a login storm <= 3 x its p99 without
 RSS_MIB = 150.0  # each worker's RSS after the runs
+TOTP_VS_LOGIN = 10.0  # the TOTP second step req/s >= 10 x login req/s: no argon2 in it
 
 HEADER = ["Measurement", "req/s", "p50 ms", "p99 ms", "errors", "vs ceiling", "target", "result"]
 
@@ -31,6 +32,7 @@ def checks(m: dict[str, Any]) -> dict[str, dict[str, Any]]:
     users_me_vs_jwt = _paired(m, "users_me", "ceiling_jwt")
     login_vs_argon2 = _paired(m, "login", "argon2_ceiling")
     storm = _paired(m, "users_me_storm", "users_me", "p99_ms")
+    totp_vs_login = _paired(m, "mfa_verify", "login")
     rss = m["worker_rss"]["rss_mib"]
     return {
         "users_me_vs_jwt_ceiling": {
@@ -52,6 +54,16 @@ def checks(m: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "value": login_vs_argon2,
             "target": f">= {LOGIN_VS_ARGON2}",
             "pass": login_vs_argon2 >= LOGIN_VS_ARGON2,
+        },
+        "mfa_verify_vs_login": {
+            "value": totp_vs_login,
+            "target": f">= {TOTP_VS_LOGIN:g}",
+            "pass": totp_vs_login >= TOTP_VS_LOGIN,
+        },
+        "passkey_login_vs_login": {
+            "value": _paired(m, "passkey_login", "login"),
+            "target": None,
+            "pass": None,
         },
         "users_me_p99_storm_vs_calm": {
             "value": storm,
@@ -111,6 +123,18 @@ def rows(target: dict[str, Any]) -> list[list[str]]:
             f"{c['login_vs_argon2_ceiling']['value']:.2f}x argon2",
             f">= {LOGIN_VS_ARGON2}x argon2",
             _mark(c["login_vs_argon2_ceiling"]["pass"]),
+        ),
+        _load_row(
+            "POST /api/v1/auth/mfa/verify (TOTP second step)",
+            m["mfa_verify"],
+            f"{c['mfa_verify_vs_login']['value']:.1f}x login",
+            f">= {TOTP_VS_LOGIN:g}x login",
+            _mark(c["mfa_verify_vs_login"]["pass"]),
+        ),
+        _load_row(
+            "POST /api/v1/auth/passkeys/login (passkey alone)",
+            m["passkey_login"],
+            f"{c['passkey_login_vs_login']['value']:.1f}x login",
         ),
         _load_row(
             "GET /api/v1/users/me during a login storm",

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import platform
 import secrets
@@ -71,6 +72,14 @@ RSS_SETTLE_SECONDS = 3.0
 # complete inside its window, so a short window mostly measures its edges.
 LOGIN_DURATION_FACTOR = 3
 LOGIN_DRAIN_SECONDS = 3.0
+# The second-step rows send bodies good for one request each (benchmarks/mfa_seed.py makes
+# them before every load): this many per second expected, x the margin, plus a few per
+# connection. The first guess is corrected by each load's own rate; a measurement that ran
+# out is measured again with more.
+SINGLE_USE_ROWS = {"mfa_verify": "totp", "passkey_login": "passkey"}
+FIRST_GUESS_RPS = 300.0
+POOL_MARGIN = 1.5
+POOL_RETRIES = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -291,7 +300,11 @@ class Target:
     service: Server
     ceiling: Server
     password: str
+    project: Path
+    env: dict[str, str]
     pool: list[str] = field(default_factory=list)  # unused refresh tokens
+    # The last rate of each single-use row: how many bodies the next load needs.
+    expected_rps: dict[str, float] = field(default_factory=dict)
 
 
 class Benchmark:
@@ -429,7 +442,7 @@ class Benchmark:
         self.log(f"service pid {service.process.pid}, ceiling app pid {ceiling.process.pid}")
         self.log(f"seeding {EMAIL} with: python -m app.cli create-admin")
         seed_user(project, env, EMAIL, password)
-        return Target(kind, title, service, ceiling, password)
+        return Target(kind, title, service, ceiling, password, project, env)
 
     def measure_target(
         self, kind: str, project: Path, env: dict[str, str], params: dict[str, int]
@@ -486,6 +499,10 @@ class Benchmark:
                     method="POST", headers=json_headers, body=login_body)  # fmt: skip
         refresh = Job("refresh", service, f"{API}/auth/refresh", args.connections,
                       method="POST", headers=json_headers, refresh_tokens=target.pool)  # fmt: skip
+        totp = Job("mfa_verify", service, f"{API}/auth/mfa/verify", args.connections,
+                   method="POST", headers=json_headers, bodies=[])  # fmt: skip
+        passkey = Job("passkey_login", service, f"{API}/auth/passkeys/login", args.connections,
+                      method="POST", headers=json_headers, bodies=[])  # fmt: skip
         token = ceiling_token(self.jwt_key, project.name)
         plan: list[tuple[list[str], list[Job]]] = [
             (["ceiling_bare"], [Job("ceiling_bare", ceiling, "/bare", args.connections,
@@ -495,6 +512,8 @@ class Benchmark:
             (["users_me"], [me]),
             (["refresh"], [refresh]),
             (["login"], [login]),
+            (["mfa_verify"], [totp]),
+            (["passkey_login"], [passkey]),
             (["argon2_ceiling"], []),
             (["users_me_storm", "login_storm"], [me, login]),
         ]  # fmt: skip
@@ -531,8 +550,49 @@ class Benchmark:
             for job in jobs:
                 if job.refresh_tokens is not None:
                     self.top_up(target, job.connections)
-            results = run_jobs(self.client, jobs, seconds, self.procs, self.args.threads)
+            if any(job.name in SINGLE_USE_ROWS for job in jobs):
+                results = self.single_use_load(target, jobs, seconds)
+            else:
+                results = run_jobs(self.client, jobs, seconds, self.procs, self.args.threads)
         return results
+
+    def single_use_load(self, target: Target, jobs: list[Job], seconds: float) -> list[LoadResult]:
+        """A load of fresh bodies, made just before it (TOTP codes expire); again with more
+        when a connection ran out of them."""
+        for attempt in range(POOL_RETRIES + 1):
+            for job in jobs:
+                if job.name in SINGLE_USE_ROWS:
+                    rate = target.expected_rps.get(job.name, FIRST_GUESS_RPS)
+                    count = math.ceil(rate * max(seconds, 1.0) * POOL_MARGIN) + 4 * job.connections
+                    job.bodies = self.single_use_bodies(target, SINGLE_USE_ROWS[job.name], count)
+            results = run_jobs(self.client, jobs, seconds, self.procs, self.args.threads)
+            starved = False
+            for job, result in zip(jobs, results, strict=True):
+                if job.name not in SINGLE_USE_ROWS:
+                    continue
+                rate = target.expected_rps.get(job.name, FIRST_GUESS_RPS)
+                if result.starved:
+                    starved = True
+                    served = (result.requests - result.starved) / max(result.seconds, 1e-3)
+                    target.expected_rps[job.name] = max(3 * rate, 2 * served)
+                else:
+                    target.expected_rps[job.name] = max(result.rps, 1.0)
+            if not starved:
+                break
+            if attempt < POOL_RETRIES:
+                self.log("  a connection ran out of single-use bodies: again, with more")
+        return results
+
+    def single_use_bodies(self, target: Target, kind: str, count: int) -> list[bytes]:
+        """`count` request bodies of `kind` (totp, passkey), each good once: mfa_seed.py."""
+        with tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", dir=self.scratch) as out:
+            run_checked(
+                [PYTHON, str(BENCH_DIR / "mfa_seed.py"), kind, str(count), out.name, USER_AGENT],
+                cwd=target.project,
+                env={**target.env, "PYTHONPATH": str(target.project)},
+                what=f"benchmarks/mfa_seed.py {kind} {count}",
+            )
+            return Path(out.name).read_bytes().splitlines()
 
     def top_up(self, target: Target, connections: int) -> None:
         """At least one unused refresh token per connection, plus a few spare."""

@@ -22,6 +22,8 @@ LOAD_MEASUREMENTS = (
     "users_me",
     "refresh",
     "login",
+    "mfa_verify",
+    "passkey_login",
     "users_me_storm",
     "login_storm",
 )
@@ -30,6 +32,8 @@ CHECKS = (
     "users_me_vs_bare_ceiling",
     "refresh_vs_jwt_ceiling",
     "login_vs_argon2_ceiling",
+    "mfa_verify_vs_login",
+    "passkey_login_vs_login",
     "users_me_p99_storm_vs_calm",
     "worker_rss_mib",
 )
@@ -63,6 +67,8 @@ def test_quick_benchmark_reports_every_measurement(
     table = output.with_suffix(".md").read_text()
     assert "GET /api/v1/users/me" in table
     assert "POST /api/v1/auth/login" in table
+    assert "POST /api/v1/auth/mfa/verify" in table
+    assert "POST /api/v1/auth/passkeys/login" in table
     assert ("## scripts/start.sh (gunicorn" in table) == ("prod" in servers)
 
 
