@@ -10,7 +10,7 @@ import logging
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from fastapi import FastAPI
@@ -20,6 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 from app.core.config import Settings
 from app.core.passwords import password_problem
 from app.models import User
+from tests.authenticator import SoftAuthenticator, b64url
 from tests.helpers import (
     BROWSER,
     PASSWORD,
@@ -47,6 +48,8 @@ ATTACKS = {
 }
 OUT_OF_RANGE = ["-1", str(2**63), str(10**30), "abc", "1e3", ""]
 MIB = 1024 * 1024
+# The routes of second factors and passkeys (SPEC §8), whose bodies are checked closer below.
+SECOND_STEP_PATHS = ("/api/v1/auth/mfa", "/api/v1/auth/passkeys", "/api/v1/auth/reauthenticate")
 
 
 def no_limits() -> Settings:
@@ -71,7 +74,15 @@ def alternatives(schema: dict[str, Any], openapi: dict[str, Any]) -> list[dict[s
 def sample(name: str, schema: dict[str, Any], openapi: dict[str, Any]) -> object:
     """A plausible valid value, so that only the attacked field is wrong."""
     kinds = alternatives(schema, openapi)
+    for kind in kinds:
+        if "const" in kind:
+            return kind["const"]
+        if kind.get("enum"):
+            return kind["enum"][0]
     types = {kind.get("type") for kind in kinds}
+    if "object" in types:
+        model = next(kind for kind in kinds if kind.get("type") == "object")
+        return required_sample(model, openapi)
     if "string" in types:
         if any(kind.get("format") == "email" for kind in kinds) or name == "email":
             return "alice@example.com"
@@ -83,6 +94,58 @@ def sample(name: str, schema: dict[str, Any], openapi: dict[str, Any]) -> object
     if "integer" in types:
         return 1
     return None
+
+
+def required_sample(model: dict[str, Any], openapi: dict[str, Any]) -> dict[str, object]:
+    """An object of the model's required fields only: optional ones may exclude each other
+    (`/auth/reauthenticate` takes a password or a code, not both)."""
+    required = model.get("required", [])
+    return {
+        name: sample(name, prop, openapi)
+        for name, prop in model.get("properties", {}).items()
+        if name in required
+    }
+
+
+def admits_long(schema: dict[str, Any], openapi: dict[str, Any]) -> bool:
+    """A field that takes 10,000 plain letters (a passkey's base64url data): the "long" attack
+    is then not a schema violation, reaches the service, and must still be a 4xx."""
+    return any(
+        kind.get("type") == "string" and kind.get("maxLength", 0) >= 10_000
+        for kind in alternatives(schema, openapi)
+    )
+
+
+class Field(NamedTuple):
+    """One field of a JSON body, attacked: the body holds MARKER in its place."""
+
+    body: dict[str, object]
+    name: str  # dotted: credential.response.signature
+    admits_long: bool
+    valid: object  # a well-formed value for MARKER's place (an item, in a list)
+
+
+def attacked_fields(
+    model: dict[str, Any], openapi: dict[str, Any], prefix: str = ""
+) -> list[Field]:
+    """Every field of the model, nested objects included (a passkey credential's
+    `response.signature`), each in a body of otherwise well-formed required fields."""
+    fields = []
+    for name, prop in model.get("properties", {}).items():
+        base = required_sample(model, openapi)
+        string, listed = is_string_field(prop, openapi)
+        objects = [kind for kind in alternatives(prop, openapi) if kind.get("properties")]
+        if objects:
+            fields += [
+                inner._replace(body={**base, name: inner.body})
+                for inner in attacked_fields(objects[0], openapi, f"{prefix}{name}.")
+            ]
+        value: object = [MARKER] if listed and not string else MARKER
+        valid = "placeholder" if listed and not string else sample(name, prop, openapi)
+        fields.append(
+            Field({**base, name: value}, prefix + name, admits_long(prop, openapi), valid)
+        )
+    return fields
 
 
 def is_string_field(schema: dict[str, Any], openapi: dict[str, Any]) -> tuple[bool, bool]:
@@ -98,8 +161,9 @@ def is_string_field(schema: dict[str, Any], openapi: dict[str, Any]) -> tuple[bo
     return string, listed
 
 
-def json_body_cases(app: FastAPI) -> list[tuple[str, str, str, str]]:
-    """(method, path, body with MARKER for one field, field name) for every JSON route."""
+def json_body_cases(app: FastAPI) -> list[tuple[str, str, str, Field]]:
+    """(method, path, body with MARKER for one field, that field) for every field of every
+    JSON route."""
     openapi = app.openapi()
     cases = []
     for path, operations in openapi["paths"].items():
@@ -112,13 +176,8 @@ def json_body_cases(app: FastAPI) -> list[tuple[str, str, str, str]]:
                 for kind in alternatives(content["application/json"]["schema"], openapi)
                 if kind.get("type") == "object"
             )
-            properties = model.get("properties", {})
-            base = {name: sample(name, prop, openapi) for name, prop in properties.items()}
-            for name, prop in properties.items():
-                string, listed = is_string_field(prop, openapi)
-                attacked = dict(base, **{name: [MARKER] if listed and not string else MARKER})
-                body = json.dumps(attacked)
-                cases.append((method.upper(), path, body, name))
+            for field in attacked_fields(model, openapi):
+                cases.append((method.upper(), path, json.dumps(field.body), field))
     assert len({case[1] for case in cases}) >= 10, "the walker found too few JSON routes"
     return cases
 
@@ -166,10 +225,56 @@ class TestEveryJsonField:
                 content=content.encode(),
                 headers={**headers, "Content-Type": "application/json"},
             )
-            if response.status_code != 422 or SECRET in response.text or "x" * 100 in response.text:
-                failures.append((method, path, field, response.status_code, response.text[:120]))
+            refused = response.status_code == 422
+            if attack == "long" and field.admits_long:  # within bounds: the service judges
+                refused = 400 <= response.status_code < 500
+            if not refused or SECRET in response.text or "x" * 100 in response.text:
+                failures.append(
+                    (method, path, field.name, response.status_code, response.text[:120])
+                )
                 continue
-            assert response.json()["code"] == "validation_failed"
+            payload = response.json()
+            assert "detail" in payload and "code" in payload, (path, field.name)
+            assert payload["code"] == "validation_failed" or response.status_code != 422
+        assert failures == []
+
+    async def test_the_walker_attacks_nested_fields_of_the_passkey_routes(
+        self, app: FastAPI
+    ) -> None:
+        fields = {(path, field.name) for _, path, _, field in json_body_cases(app)}
+        for path in ("/api/v1/auth/passkeys/login", "/api/v1/auth/passkeys/register"):
+            for field in (
+                "credential",
+                "credential.rawId",
+                "credential.response.signature",
+                "credential.response.transports",
+                "credential.clientExtensionResults",
+            ):
+                assert (path, field) in fields, (path, field)
+        assert ("/api/v1/auth/mfa/verify", "code") in fields
+        assert ("/api/v1/auth/reauthenticate", "password") in fields
+
+    async def test_the_unattacked_bodies_pass_validation_and_reach_the_service(
+        self, app: FastAPI, client: AsyncClient
+    ) -> None:
+        """So each 422 above is the attacked field's: the same body without the attack is
+        well-formed (the service may still refuse what it says, with a 4xx and a code)."""
+        headers = await bearer_admin(app, client)
+        failures = []
+        for method, path, body, field in json_body_cases(app):
+            if not path.startswith(SECOND_STEP_PATHS):
+                continue
+            response = await client.request(
+                method,
+                concrete_path(path),
+                content=body.replace(json.dumps(MARKER), json.dumps(field.valid)).encode(),
+                headers={**headers, "Content-Type": "application/json"},
+            )
+            payload = response.json() if response.content else {}
+            if response.status_code == 422 or response.status_code >= 500:
+                failures.append((method, path, field.name, response.text[:160]))
+            elif response.status_code >= 400:
+                assert "detail" in payload and "code" in payload, (path, field.name)
         assert failures == []
 
     async def test_the_service_still_works_after_the_walk(
@@ -185,6 +290,37 @@ class TestEveryJsonField:
                 headers={**headers, "Content-Type": "application/json"},
             )
         assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
+
+
+# A body that is not the object a route reads.
+WRONG_BODIES = {
+    "list": "[]",
+    "string": '"code"',
+    "huge-integer": str(2**64),
+    "null": "null",
+    "lone-surrogate": '"\\ud800"',
+}
+
+
+@pytest.mark.parametrize("body", WRONG_BODIES.values(), ids=WRONG_BODIES)
+async def test_a_body_of_the_wrong_type_is_a_422_on_every_json_route(
+    app: FastAPI, client: AsyncClient, body: str
+) -> None:
+    headers = await bearer_admin(app, client)
+    failures = []
+    for method, path in sorted({(method, path) for method, path, _, _ in json_body_cases(app)}):
+        operation = app.openapi()["paths"][path][method.lower()]
+        if body == "null" and not operation["requestBody"].get("required"):
+            continue  # no body at all is allowed there (logout: the cookie's session)
+        response = await client.request(
+            method,
+            concrete_path(path),
+            content=body.encode(),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        if response.status_code != 422 or response.json().get("code") != "validation_failed":
+            failures.append((method, path, response.status_code, response.text[:120]))
+    assert failures == []
 
 
 class TestTokenForm:
@@ -324,7 +460,18 @@ async def chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
         sent += size
 
 
-@pytest.mark.parametrize("path", ["/api/v1/auth/register", "/api/v1/auth/token"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/auth/register",
+        "/api/v1/auth/token",
+        "/api/v1/auth/mfa/verify",
+        "/api/v1/auth/mfa/totp/enable",
+        "/api/v1/auth/reauthenticate",
+        "/api/v1/auth/passkeys/login",
+        "/api/v1/auth/passkeys/register",
+    ],
+)
 async def test_a_10_mib_body_with_content_length_is_refused_before_it_is_read(
     counted: tuple[AsyncClient, CountingApp], alice: User, path: str
 ) -> None:
@@ -438,6 +585,14 @@ async def test_an_unknown_field_holding_a_password_is_not_echoed(signed_in: Asyn
         ("/api/v1/auth/login", '{"email": "alice@example.com", "password": "%s\\ud800"}'),
         ("/api/v1/auth/login", '{"email": "ali\\ud800ce@example.com", "password": "%s"}'),
         ("/api/v1/auth/register", '{"email": "alice@example.com", "password": "%s\\udc00x"}'),
+        ("/api/v1/auth/mfa/verify", '{"mfa_token": "%s\\ud800", "code": "123456"}'),
+        ("/api/v1/auth/mfa/verify", '{"mfa_token": "%s", "code": "12345\\udfff"}'),
+        (
+            "/api/v1/auth/passkeys/login",
+            '{"credential": {"id": "%s\\ud800", "rawId": "AA", '
+            '"type": "public-key", "response": {"clientDataJSON": "AA"}}}',
+        ),
+        ("/api/v1/auth/passkeys/login/options", '{"mfa_token": "%s\\ud800"}'),
     ],
 )
 async def test_a_lone_surrogate_logs_no_traceback_and_no_password(
@@ -670,17 +825,129 @@ async def test_the_reported_long_blocklist_gaps_are_refused_at_registration(
     assert response.json()["code"] == "password_rejected"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/auth/login", '{"email": "alice@example.com", "password": "\\ud800"}'),
+        ("/api/v1/auth/mfa/verify", '{"mfa_token": "\\ud800", "code": "123456"}'),
+        (
+            "/api/v1/auth/passkeys/login",
+            '{"credential": {"id": "\\u0000", "rawId": "AA", '
+            '"type": "public-key", "response": {"clientDataJSON": "AA"}}}',
+        ),
+    ],
+    ids=["login", "mfa-verify", "passkey-login"],
+)
 async def test_concurrent_hostile_logins_leave_the_service_answering(
-    client: AsyncClient, alice: User
+    client: AsyncClient, alice: User, path: str, body: str
 ) -> None:
-    body = '{"email": "alice@example.com", "password": "\\ud800"}'
     responses = await asyncio.gather(
         *(
-            client.post(
-                "/api/v1/auth/login", content=body, headers={"Content-Type": "application/json"}
-            )
+            client.post(path, content=body, headers={"Content-Type": "application/json"})
             for _ in range(50)
         )
     )
     assert {response.status_code for response in responses} == {422}
     await login(client)
+
+
+# --- passkey credentials: what the schema cannot see ---------------------------------------
+
+# Well-formed base64url whose decoded `clientDataJSON` is hostile: the schema lets it through,
+# the service must refuse it as a passkey, never answer 500 (a lone surrogate used to reach
+# the challenge's hash, deep nesting the JSON parser's recursion limit).
+HOSTILE_CLIENT_DATA = {
+    "not-utf8": b"\xff\xfe\x00",
+    "a-list": b"[]",
+    "challenge-huge-integer": b'{"challenge": 18446744073709551616}',
+    "challenge-infinite": b'{"challenge": 1e999}',
+    "challenge-lone-surrogate": b'{"challenge": "\\ud800"}',
+    "challenge-nul": b'{"challenge": "a\\u0000b"}',
+    "challenge-not-base64url": b'{"challenge": "a b"}',
+    "deeply-nested": b"[" * 12_000,
+    "challenge-deeply-nested": b'{"challenge": ' + b"[" * 12_000,
+}
+
+
+@pytest.mark.parametrize("client_data", HOSTILE_CLIENT_DATA.values(), ids=HOSTILE_CLIENT_DATA)
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/api/v1/auth/passkeys/login", "passkey_rejected"),
+        ("/api/v1/auth/passkeys/register", "invalid_passkey"),
+    ],
+    ids=["sign-in", "register"],
+)
+async def test_hostile_client_data_is_a_refused_passkey_not_a_server_error(
+    signed_in: AsyncClient, path: str, code: str, client_data: bytes
+) -> None:
+    credential = {
+        "id": "AAAA",
+        "rawId": "AAAA",
+        "type": "public-key",
+        "response": {
+            "clientDataJSON": b64url(client_data),
+            "authenticatorData": "AAAA",
+            "signature": "AAAA",
+            "attestationObject": "AAAA",
+        },
+    }
+    response = await signed_in.post(path, json={"credential": credential})
+    assert response.status_code in (400, 401), response.text[:200]
+    assert response.json()["code"] == code
+    assert "detail" in response.json()
+
+
+# Extension outputs the service does not read: accepted and ignored, whatever they hold.
+HOSTILE_EXTENSIONS = {
+    "huge-integer": {"credProps": {"rk": 2**64}},
+    "enormous-integer": {"x": 10**4000},
+    "lone-surrogate": {"x": "\ud800"},
+    "nul": {"x\u0000": "a\u0000b"},
+    "nested": {"x": [[[[[[[[[[{}]]]]]]]]]]},
+}
+
+
+@pytest.mark.parametrize("extensions", HOSTILE_EXTENSIONS.values(), ids=HOSTILE_EXTENSIONS)
+async def test_hostile_extension_results_do_not_break_a_real_passkey_ceremony(
+    app: FastAPI, signed_in: AsyncClient, extensions: dict[str, object]
+) -> None:
+    authenticator = SoftAuthenticator(app.state.settings.rp_origins[0])
+    options = await signed_in.post("/api/v1/auth/passkeys/register/options")
+    credential = authenticator.create(options.json())
+    credential["clientExtensionResults"] = extensions
+    registered = await signed_in.post(
+        "/api/v1/auth/passkeys/register",
+        content=json.dumps({"credential": credential, "name": "Laptop"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert registered.status_code == 201, registered.text[:200]
+    options = await signed_in.post("/api/v1/auth/passkeys/login/options", json={})
+    assertion = authenticator.get(options.json())
+    assertion["clientExtensionResults"] = extensions
+    signed = await signed_in.post(
+        "/api/v1/auth/passkeys/login",
+        content=json.dumps({"credential": assertion}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert signed.status_code == 200, signed.text[:200]
+    assert signed.json()["user"]["email"] == "alice@example.com"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/auth/mfa/verify",
+        "/api/v1/auth/passkeys/login",
+        "/api/v1/auth/passkeys/login/options",
+        "/api/v1/auth/reauthenticate",
+    ],
+)
+async def test_a_deeply_nested_body_is_a_400_with_a_code(client: AsyncClient, path: str) -> None:
+    body = '{"credential": ' + "[" * 30_000 + "]" * 30_000 + "}"
+    response = await client.post(
+        path, content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"
+    assert "detail" in response.json()

@@ -19,6 +19,7 @@ Code = Annotated[
 ]
 # What the browser's `PublicKeyCredential.toJSON()` gives: base64url strings, bounded.
 Base64Url = Annotated[str, StringConstraints(max_length=16384, pattern=r"^[A-Za-z0-9_-]*$")]
+Transport = Annotated[str, StringConstraints(max_length=32, pattern=r"^[a-z-]+$")]
 
 
 class MfaRequired(BaseModel):
@@ -97,9 +98,9 @@ class CredentialResponse(BaseModel):
     authenticatorData: Base64Url | None = None
     signature: Base64Url | None = None
     userHandle: Base64Url | None = None
-    transports: list[Annotated[str, StringConstraints(max_length=32)]] = Field(
-        default=[], max_length=8
-    )
+    # AuthenticatorTransport names (usb, nfc, ble, smart-card, hybrid, internal); a newer
+    # one is accepted here and ignored when stored.
+    transports: list[Transport] = Field(default=[], max_length=8)
 
 
 class PublicKeyCredential(BaseModel):

@@ -64,11 +64,14 @@ MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError, IndexError)
 
 
 def challenge_of(credential: dict[str, Any]) -> str:
-    """The challenge the browser signed, from `clientDataJSON`: it names the ceremony."""
+    """The challenge the browser signed, from `clientDataJSON`: it names the ceremony.
+
+    The JSON is the client's: nested deep enough it exhausts the parser's recursion, and its
+    challenge must be base64url like every challenge the service issues."""
     try:
         client_data = json.loads(base64url_to_bytes(credential["response"]["clientDataJSON"]))
         challenge = client_data["challenge"]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):
         challenge = None
     if not isinstance(challenge, str) or not CHALLENGE.fullmatch(challenge):
         raise PasskeyRejected("The credential names no challenge")
