@@ -58,8 +58,8 @@ def test_a_new_migration_alters_a_named_foreign_key(
     alembic("upgrade", "head")
     assert session_foreign_keys(database_url) == [(FOREIGN_KEY, "CASCADE")]
 
-    alembic("revision", "-m", "session keeps its user", "--rev-id", "0002")
-    (migration,) = (workdir / "alembic" / "versions").glob("*_0002_*.py")
+    alembic("revision", "-m", "session keeps its user", "--rev-id", "0003")
+    (migration,) = (workdir / "alembic" / "versions").glob("*_0003_*.py")
     source = migration.read_text()
     assert source.count("    pass\n") == 2, source
     upgrade, downgrade = source.split("def downgrade")

@@ -46,7 +46,7 @@ def test_default_project_installs_with_readme_commands_and_passes(bake, tmp_path
     assert "uv sync --locked" in installed.stdout, output_of(installed)
     assert (project / ".venv" / "bin" / "uv").exists()
 
-    tests = run(["make", "test"], cwd=project, env=env, timeout=900)
+    tests = run(["make", "test"], cwd=project, env=env, timeout=1800)
     summary = pytest_summary(tests.stdout)
     assert tests.returncode == 0, output_of(tests)
     assert " passed" in summary, output_of(tests)
