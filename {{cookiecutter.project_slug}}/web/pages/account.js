@@ -136,8 +136,12 @@ onClick(
   totpSection,
   async () => {
     const setup = await stepUp(api.startTotp);
-    // As an image, not as markup: nothing the API sends ever becomes part of the page.
-    $("#totp-qr").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(setup.qr_svg)}`;
+    // As an image, not as markup: nothing the API sends becomes part of the page. The SVG
+    // is made for inlining in HTML; a standalone image needs its namespace.
+    const svg = setup.qr_svg.includes("xmlns=")
+      ? setup.qr_svg
+      : setup.qr_svg.replace("<svg", '<svg xmlns="http://www.w3.org/2000/svg"');
+    $("#totp-qr").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
     $("#totp-secret").textContent = setup.secret;
     $("#totp-actions").hidden = true;
     reveal($("#totp-setup"));
