@@ -6,7 +6,7 @@ const NOTICES = {
   "session-ended": "Your session has ended. Sign in again to continue.",
 };
 const notice = NOTICES[new URLSearchParams(location.search).get("notice")];
-if (notice) say($("#page-message"), notice, "ok");
+if (notice) say($("#page-message"), notice, "info");
 
 const done = () => location.assign("/account/");
 let mfaToken = null;
