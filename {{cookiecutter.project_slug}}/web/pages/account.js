@@ -155,6 +155,7 @@ onSubmit(
     const { recovery_codes: codes } = await stepUp(() => api.enableTotp(code));
     form.reset();
     $("#totp-setup").hidden = true;
+    await showFactors();
     say(totpSection, "The authenticator app is on. Your other devices were signed out.", "ok");
     showCodes(codes);
   },

@@ -11,6 +11,7 @@ onSubmit(
   async ({ new_password: password }) => {
     await api.resetPassword(token, password);
     form.hidden = true;
+    $(".links").hidden = true;
     say($("#outcome"), "Your password is changed. Sign in with the new one.", "ok");
     $("#continue").hidden = false;
     $("#continue").focus();
