@@ -475,3 +475,5 @@ def walk(browser: Any, web: str, mailbox: Mailbox, camera: Camera, expect: Any) 
     assert ("POST", "/auth/refresh", 200) not in a_calls, a_calls
     assert auth_cookies(laptop) == []
     camera.shot(a, "signed-out")
+    a.goto(account)  # signed out for good: the account page sends the visitor to sign in
+    expect(a).to_have_url(f"{web}/")

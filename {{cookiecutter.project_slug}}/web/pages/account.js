@@ -1,10 +1,11 @@
 import * as api from "/api.js";
 import { $, explain, h, onClick, onSubmit, reveal, say, when } from "/ui.js";
 
-/** A 401 that outlived the refresh: the session is over (revoked, expired, signed out). */
+/** A 401 that outlived the refresh: the session is over (revoked, expired, signed out), or
+ * there never was one (`not_authenticated`: no cookies at all). */
 function signedOut(error) {
   if (error?.status !== 401) return false;
-  location.replace("/?notice=session-ended");
+  location.replace(error.code === "not_authenticated" ? "/" : "/?notice=session-ended");
   return true;
 }
 const guarded = { onError: signedOut };
