@@ -22,6 +22,7 @@ COMMON = {
     "pyproject.toml",
     "scripts/start.sh",
     "uv.lock",  # the variant's lock, put in place by the post-gen hook
+    "scripts/web.py",
     # migrations
     "alembic/env.py",
     "alembic/script.py.mako",
@@ -119,6 +120,24 @@ COMMON = {
     "app/utils/cookies.py",
     "app/utils/user_agent.py",
     "app/worker.py",
+    # the reference web client (`make web`)
+    "web/account/index.html",
+    "web/api.js",
+    "web/config.js",
+    "web/forgot-password/index.html",
+    "web/index.html",
+    "web/pages/account.js",
+    "web/pages/forgot-password.js",
+    "web/pages/reset-password.js",
+    "web/pages/sign-in.js",
+    "web/pages/sign-up.js",
+    "web/pages/verify-email.js",
+    "web/reset-password/index.html",
+    "web/sign-up/index.html",
+    "web/style.css",
+    "web/ui.js",
+    "web/verify-email/index.html",
+    "web/webauthn.js",
     # the project's own tests
     "tests/__init__.py",
     "tests/authenticator.py",

@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     cookie_domain: str | None = None
     cors_origins: CommaSeparated = []
-    frontend_url: str = "http://localhost:3000"
+    frontend_url: str = "http://localhost:5173"
     # The schema (and /docs) tell an attacker every route; production hides them unless asked.
     openapi_in_production: bool = False
     trusted_proxies: CommaSeparated = []
