@@ -15,6 +15,7 @@ from app.schemas.errors import ERROR_STATUSES, ErrorMessage
 
 OPENAPI_URL = "/openapi.json"
 CSRF_SCHEME = "CsrfToken"
+UNPARSABLE_BODY = "bad_request"  # the code of FastAPI's "There was an error parsing the body"
 CSRF_DESCRIPTION = (
     "Browsers signed in with cookies send the `csrf_token` cookie's value (also returned by "
     "login, refresh and `GET /auth/csrf`) in this header on every POST, PATCH and DELETE. "
@@ -58,8 +59,10 @@ def document_errors(schema: dict[str, Any], routes: Iterable[BaseRoute]) -> dict
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         errors = route_errors(route)
-        if route.body_field is not None:  # every body passes the size limit first
+        if route.body_field is not None:
+            # Every body passes the size limit first, then must parse (FastAPI's 400).
             errors.setdefault(413, set()).add(RequestTooLarge.code)
+            errors.setdefault(400, set()).add(UNPARSABLE_BODY)
         for method in route.methods or ():
             operation = schema["paths"][route.path][method.lower()]
             for status, codes in sorted(errors.items()):
