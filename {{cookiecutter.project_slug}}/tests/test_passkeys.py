@@ -1181,6 +1181,28 @@ class TestConcurrentSignIns:
         assert sorted(r.status_code for r in responses) == [200] + [401] * (BURST - 1)
         assert len(await sessions_of(app, ALICE)) == before + 1
 
+    async def test_a_burst_of_forged_second_steps_gets_only_the_challenges_attempts(
+        self,
+        app: FastAPI,
+        visitor: AsyncClient,
+        alice_passkey: Json,
+        authenticator: SoftAuthenticator,
+    ) -> None:
+        """Each attempt is counted before its assertion is checked, as for codes: however the
+        burst interleaves, one mfa_token gets MAX_ATTEMPTS verifications and no more."""
+        token = await password_step(visitor)
+        options = await passkey_options(visitor, token)
+        forged = [authenticator.get(options, origin="https://evil.example") for _ in range(12)]
+
+        async def one(assertion: Json) -> Response:
+            async with stranger(app) as attacker:
+                return await send_assertion(attacker, assertion, token)
+
+        responses = await asyncio.gather(*(one(assertion) for assertion in forged))
+        codes = sorted(r.json()["code"] for r in responses)
+        assert codes == ["invalid_mfa_token"] * 7 + ["passkey_rejected"] * 5, codes
+        assert len(await events(app, AuditEventType.MFA_FAILED)) == 5
+
 
 # --- a passkey is multi-factor on its own ---------------------------------------------------
 

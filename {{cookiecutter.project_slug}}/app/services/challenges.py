@@ -104,20 +104,6 @@ async def reserve_attempt(db: AsyncSession, challenge: MfaChallenge) -> None:
         raise InvalidMfaToken()
 
 
-async def count_failure(db: AsyncSession, challenge: MfaChallenge) -> None:
-    """One more wrong code; the fifth kills the challenge. The caller commits."""
-    await db.exec(
-        update(MfaChallenge)
-        .where(col(MfaChallenge.id) == challenge.id)
-        .values(attempts=col(MfaChallenge.attempts) + 1)
-    )
-    await db.exec(
-        update(MfaChallenge)
-        .where(col(MfaChallenge.id) == challenge.id, col(MfaChallenge.attempts) >= MAX_ATTEMPTS)
-        .values(used_at=utcnow())
-    )
-
-
 async def second_step_methods(db: AsyncSession, user_id: uuid.UUID) -> tuple[SecondFactor, ...]:
     """What can finish a sign-in of this user, in the order a client should offer them."""
     totp = await db.exec(

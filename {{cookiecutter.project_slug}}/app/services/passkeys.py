@@ -221,6 +221,8 @@ class PasskeyService:
             challenge = await challenges.live(self.db, signed, ChallengePurpose.PASSKEY_SIGN_IN)
         else:
             challenge = await challenges.live(self.db, mfa_token, ChallengePurpose.SECOND_FACTOR)
+            # As for a code: the attempt counts before the assertion is looked at.
+            await challenges.reserve_attempt(self.db, challenge)
         expected = challenge.webauthn_challenge
         if expected is None or bytes_to_base64url(expected) != signed:
             raise PasskeyRejected("This credential answers another challenge")
@@ -229,7 +231,7 @@ class PasskeyService:
             # Not one of this account's passkeys (another user's, or none we know).
             owner = await self.db.get(User, challenge.user_id) if challenge.user_id else None
             if owner is not None:
-                await self._second_step_refused(owner, challenge, client, "unknown passkey")
+                await self._second_step_refused(owner, client, "unknown passkey")
             raise PasskeyRejected()
         if passkey is None or not _owner_named(credential, passkey, required=mfa_token is None):
             raise PasskeyRejected()
@@ -281,7 +283,7 @@ class PasskeyService:
             if challenge.user_id is None:  # a passkey alone: nobody entered the password
                 await audit.record_now(self.db, AuditEventType.MFA_FAILED, client, user.id, why)
                 return False
-            await self._second_step_refused(user, challenge, client, why)
+            await self._second_step_refused(user, client, why)
             return False
         if (new_count or passkey.sign_count) and new_count <= passkey.sign_count:
             detail = f"{passkey.name}: {new_count} after {passkey.sign_count}"
@@ -294,12 +296,9 @@ class PasskeyService:
         self.db.add(passkey)
         return True
 
-    async def _second_step_refused(
-        self, user: User, challenge: MfaChallenge, client: ClientInfo, why: str
-    ) -> None:
-        """A failed second step, like a wrong code: counted against the token, audited, and
-        the owner told (whoever tried has the password)."""
-        await challenges.count_failure(self.db, challenge)
+    async def _second_step_refused(self, user: User, client: ClientInfo, why: str) -> None:
+        """A failed second step, like a wrong code (its attempt was counted before the check):
+        audited, and the owner told (whoever tried has the password)."""
         await MfaService(self.db, self.ctx).second_step_failed(user, client, why)
 
     # --- internals ---------------------------------------------------------------------------
