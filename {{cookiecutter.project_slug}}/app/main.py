@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 
 from app.api.docs import DOCS_PAGES, install_docs
 from app.api.openapi import OPENAPI_URL, document_csrf, document_errors, operation_id
-from app.api.router import OPENAPI_TAGS, api_router, flat_routes
+from app.api.router import OPENAPI_TAGS, api_routes, flat_routes
 from app.core.after_response import AfterResponseMiddleware
 from app.core.body_limit import BodyLimitMiddleware
 from app.core.config import Settings, settings_or_exit
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=OPENAPI_TAGS,
         generate_unique_id_function=operation_id,
         # Passed here, the API comes before the docs routes FastAPI adds: matched first.
-        routes=flat_routes(api_router().routes),
+        routes=list(api_routes()),
     )
     if schema:
         install_docs(app, OPENAPI_URL)

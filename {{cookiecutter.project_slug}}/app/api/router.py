@@ -2,7 +2,7 @@
 
 A new feature is a new module there, with nothing else to edit. The busiest areas come first
 (Starlette tries routes in order), the others follow alphabetically; `OPENAPI_TAGS` keeps the
-docs in reading order. `create_app` hands the app these routes flat (`flat_routes`), and
+docs in reading order. `create_app` hands the app these routes flat (`api_routes`), and
 `Service.include_router` (app/main.py) flattens any router included later the same way.
 """
 
@@ -10,6 +10,7 @@ import importlib
 import inspect
 import pkgutil
 from collections.abc import Sequence
+from functools import cache
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
@@ -41,6 +42,17 @@ def api_router() -> APIRouter:
         if isinstance(router, APIRouter):
             api.include_router(router)
     return api
+
+
+@cache
+def api_routes() -> tuple[BaseRoute, ...]:
+    """The API's routes, flat, built once per process and shared by every app made from them.
+
+    A route holds no settings (its dependencies read them from `request.app.state` on each
+    request), and building the routes is most of what `create_app` costs: a suite that makes
+    an app per test, or a server that makes one per worker, pays for them once.
+    """
+    return tuple(flat_routes(api_router().routes))
 
 
 def _mount_order(name: str) -> tuple[int, str]:
