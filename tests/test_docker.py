@@ -387,6 +387,10 @@ def test_the_image_installs_uv_lock_with_uv_and_a_cache_mount(project: Path) -> 
     assert stages["dev-builder"].base == "builder"
     assert stages["runtime"].base == stages["dev"].base == stages["builder"].base
     assert "COPY --from=builder /opt/venv /opt/venv" in stages["runtime"].instructions
+    runtime = stages["runtime"].instructions
+    copied = [line.split()[1] for line in runtime if line.startswith("COPY ")]
+    assert not [source for source in copied if source.startswith(("web", "scripts/web", "tests"))]
+    assert not [source for source in copied if source in {"scripts", "."}], "copies dev files"
     scripts = [script for stage in stages.values() for script in stage.runs]
     assert not [script for script in scripts if "pip " in script], "an install bypassing uv.lock"
     for stage in stages.values():

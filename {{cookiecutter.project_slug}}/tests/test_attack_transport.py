@@ -6,13 +6,15 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 
 from app.core.config import Settings
+from app.main import create_app
 from app.models import User
 from app.utils.cookies import CookieNames, cookie_names
-from tests.helpers import BROWSER, PASSWORD, api_tokens, bearer, make_settings
+from tests.helpers import BROWSER, PASSWORD, api_tokens, bearer, device, make_settings
 from tests.test_errors import crash
 
 SIGNATURE = "0" * 64  # the shape of a real token's signature part
@@ -173,6 +175,22 @@ async def test_host_only_secure_cookies_carry_the_host_prefix(
         assert "Secure" in header and "Domain" not in header
         if name.startswith("__Host-"):
             assert "Path=/;" in header
+
+
+async def test_apps_in_one_process_share_routes_but_each_keeps_its_own_settings(
+    app: FastAPI, alice: User
+) -> None:
+    """The API's routes are built once per process (app/api/router.py `api_routes`); what they
+    do must still follow the settings of the app that serves the request."""
+    plain = create_app(make_settings(cookie_secure=False))
+    assert plain.router.routes[0] is app.router.routes[0]
+    async with LifespanManager(plain), device(plain) as on_plain, device(app) as on_secure:
+        for http, expected in ((on_plain, "access_token"), (on_secure, "__Host-access_token")):
+            response = await http.post(
+                "/api/v1/auth/login", json={"email": alice.email, "password": PASSWORD}
+            )
+            assert response.status_code == 200, response.text
+            assert expected in set_cookies(response)
 
 
 async def test_a_cookie_without_the_prefix_is_ignored(

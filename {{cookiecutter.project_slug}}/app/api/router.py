@@ -49,8 +49,9 @@ def api_routes() -> tuple[BaseRoute, ...]:
     """The API's routes, flat, built once per process and shared by every app made from them.
 
     A route holds no settings (its dependencies read them from `request.app.state` on each
-    request), and building the routes is most of what `create_app` costs: a suite that makes
-    an app per test, or a server that makes one per worker, pays for them once.
+    request), and building the routes is most of what `create_app` costs: a test suite that
+    makes an app per test pays for them once. Change a route through the app that holds it
+    (`app.include_router`, `app.dependency_overrides`), never by editing a shared route.
     """
     return tuple(flat_routes(api_router().routes))
 
