@@ -7,6 +7,7 @@ mails queued), never by a clock: equal work is what makes equal time.
 """
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -512,6 +513,47 @@ async def test_work_handed_over_during_a_request_waits_for_the_end_of_it() -> No
         assert ran == []
     await later.wait_idle()
     assert ran == ["job"]
+
+
+def test_waiting_for_idle_ends_when_the_last_job_has_just_finished() -> None:
+    """The shutdown wait of every app and test. On Python 3.12+ `gather` over tasks that are
+    all done returns without yielding to the event loop, so a wait that counted on the tasks'
+    done callbacks having run spun for ever (seen: a hung test suite). The scenario runs on a
+    loop of its own in a thread, so that a wait that never yields fails this test instead of
+    hanging the suite."""
+    returned = threading.Event()
+
+    async def scenario() -> None:
+        later = Deferred()
+
+        async def job() -> None:
+            pass
+
+        later.run("test job", job)
+        await asyncio.sleep(0)  # the job runs to its end; its done callbacks are only scheduled
+        await later.wait_idle()
+        returned.set()
+
+    threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True).start()
+    assert returned.wait(timeout=10), "wait_idle never returned"
+
+
+async def test_waiting_for_idle_waits_for_work_that_work_hands_over() -> None:
+    later = Deferred()
+    ran: list[str] = []
+
+    async def second() -> None:
+        await asyncio.sleep(0.01)
+        ran.append("second")
+
+    async def first() -> None:
+        await asyncio.sleep(0.01)
+        later.run("second job", second)
+        ran.append("first")
+
+    later.run("first job", first)
+    await asyncio.wait_for(later.wait_idle(), timeout=5)
+    assert ran == ["first", "second"]
 
 
 async def test_work_handed_over_outside_a_request_starts_at_once() -> None:

@@ -66,9 +66,14 @@ class Deferred:
 
     async def wait_idle(self) -> None:
         """Wait for everything handed over, including what that work hands over (shutdown,
-        tests)."""
-        while self._pending:
-            await asyncio.gather(*self._pending)
+        tests).
+
+        A finished task leaves `_pending` only when its done callback runs, later; and on
+        Python 3.12+ `gather` over finished tasks returns without yielding to the loop, so
+        waiting while `_pending` is non-empty could spin for ever. Wait for unfinished ones.
+        """
+        while unfinished := [task for task in self._pending if not task.done()]:
+            await asyncio.wait(unfinished)
 
     def _start(self, what: str, job: Job) -> None:
         task = asyncio.create_task(self._guarded(what, job))
