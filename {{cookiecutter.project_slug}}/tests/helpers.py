@@ -296,6 +296,23 @@ def device(app: FastAPI, user_agent: str = BROWSER, ip: str = "127.0.0.1") -> As
     )
 
 
+async def walk_pages(
+    client: AsyncClient, path: str, **params: str | int | bool
+) -> list[dict[str, Any]]:
+    """Every item of a keyset-paginated list, following `next_cursor` to the end."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = await client.get(path, params=query)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
 async def give_role(app: FastAPI, user: User, role_name: str) -> None:
     async with app.state.sessionmaker() as db:
         role = (await db.exec(select(Role).where(Role.name == role_name))).one()

@@ -28,6 +28,7 @@ class PermissionName(_Declared):
     ROLES_WRITE = "roles:write", "Create roles and change their permissions"
     SESSIONS_READ = "sessions:read", "View any user's sessions"
     SESSIONS_WRITE = "sessions:write", "Revoke any user's sessions"
+    AUDIT_READ = "audit:read", "Read the audit log"
 
 
 class RoleName(_Declared):

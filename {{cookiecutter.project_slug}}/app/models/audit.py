@@ -2,6 +2,7 @@ import enum
 import uuid
 from datetime import datetime
 
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from app.models.base import created_field, id_field
@@ -37,12 +38,17 @@ class AuditEventType(enum.StrEnum):
 
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
+    # The admin log's pages, newest first: all events, one user's, one type's. The first also
+    # serves the retention purge; the second the foreign key when a user is deleted.
+    __table_args__ = (
+        Index("ix_audit_event_created_at_id", "created_at", "id"),
+        Index("ix_audit_event_user_id_created_at_id", "user_id", "created_at", "id"),
+        Index("ix_audit_event_type_created_at_id", "type", "created_at", "id"),
+    )
 
     id: uuid.UUID = id_field()
-    user_id: uuid.UUID | None = Field(
-        default=None, foreign_key="user.id", index=True, ondelete="SET NULL"
-    )
-    type: str = Field(max_length=64, index=True)
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    type: str = Field(max_length=64)
     ip_address: str | None = Field(default=None, max_length=45)
     user_agent: str | None = Field(default=None, max_length=512)
     detail: str | None = Field(default=None, max_length=512)

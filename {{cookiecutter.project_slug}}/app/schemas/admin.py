@@ -24,9 +24,31 @@ PermissionName = Name
 
 class UserPage(BaseModel):
     items: list[UserRead]
-    total: int
-    offset: int
-    limit: int
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )
+
+
+class AuditEventRead(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID | None
+    type: str
+    ip_address: str | None
+    user_agent: str | None
+    detail: str | None
+    created_at: datetime
+
+
+class AuditEventPage(BaseModel):
+    items: list[AuditEventRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )
+
+
+class PermissionRead(BaseModel):
+    name: str
+    description: str
 
 
 class AdminUserUpdate(BaseModel):

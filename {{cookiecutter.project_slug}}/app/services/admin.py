@@ -24,16 +24,20 @@ concurrent demotions are decided one after another and cannot together remove ev
 
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.permissions import PermissionName, RoleName
+from app.db import keyset
+from app.db.keyset import starts_with
 from app.db.principals import grants_query
 from app.db.session import begin_exclusive
 from app.domain import Principal, RevokeReason, RoleView, UserView
 from app.models import (
+    AuditEvent,
     AuditEventType,
     DeviceSession,
     Permission,
@@ -53,6 +57,7 @@ from app.services.errors import (
     SelfLockout,
     UnknownName,
 )
+from app.services.pages import Page, cut, decode_cursor
 from app.services.sessions import SessionService
 
 ADMIN_ROLE = RoleName.ADMIN
@@ -66,18 +71,38 @@ class AdminService:
 
     # --- users ------------------------------------------------------------------------------
 
-    async def list_users(self, offset: int, limit: int) -> tuple[list[UserView], int]:
-        """A page of users in sign-up order, and how many there are in all."""
-        total = (await self.db.exec(select(func.count()).select_from(User))).one()
-        page = (
-            await self.db.exec(
-                select(User)
-                .order_by(col(User.created_at), col(User.id))
-                .offset(offset)
-                .limit(limit)
+    async def list_users(
+        self,
+        cursor: str | None,
+        limit: int,
+        *,
+        email_prefix: str | None = None,
+        is_active: bool | None = None,
+        is_verified: bool | None = None,
+        role: str | None = None,
+    ) -> Page[UserView]:
+        """A page of users in sign-up order; filters left None match everyone."""
+        query = select(User)
+        if email_prefix:
+            prefix = users.normalize_email(email_prefix)
+            query = query.where(starts_with(col(User.email), prefix))
+        if is_active is not None:
+            query = query.where(col(User.is_active) == is_active)
+        if is_verified is not None:
+            query = query.where(col(User.is_verified) == is_verified)
+        if role is not None:
+            holds = (
+                select(UserRole.user_id)
+                .join(Role, col(Role.id) == UserRole.role_id)
+                .where(col(UserRole.user_id) == User.id, col(Role.name) == role)
             )
+            query = query.where(holds.exists())
+        after = decode_cursor(cursor)
+        rows = (
+            await self.db.exec(keyset.page(query, col(User.created_at), col(User.id), after, limit))
         ).all()
-        return await users.views(self.db, page), total
+        shown, next_cursor = cut(rows, limit, lambda user: (user.created_at, user.id))
+        return Page(await users.views(self.db, shown), next_cursor)
 
     async def get_user(self, user_id: uuid.UUID) -> UserView:
         return await users.view(self.db, await self._user(user_id))
@@ -192,6 +217,43 @@ class AdminService:
         await self.db.commit()
 
     # --- roles ------------------------------------------------------------------------------
+
+    # --- the audit log and the catalogue -----------------------------------------------------
+
+    async def list_audit_events(
+        self,
+        cursor: str | None,
+        limit: int,
+        *,
+        user_id: uuid.UUID | None = None,
+        type: AuditEventType | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Page[AuditEvent]:
+        """Newest first. `since` is inclusive and `until` exclusive, so consecutive ranges
+        never show an event twice."""
+        query = select(AuditEvent)
+        if user_id is not None:
+            query = query.where(col(AuditEvent.user_id) == user_id)
+        if type is not None:
+            query = query.where(col(AuditEvent.type) == type)
+        if since is not None:
+            query = query.where(col(AuditEvent.created_at) >= since)
+        if until is not None:
+            query = query.where(col(AuditEvent.created_at) < until)
+        created_at, ident = col(AuditEvent.created_at), col(AuditEvent.id)
+        after = decode_cursor(cursor)
+        rows = (
+            await self.db.exec(
+                keyset.page(query, created_at, ident, after, limit, newest_first=True)
+            )
+        ).all()
+        shown, next_cursor = cut(rows, limit, lambda event: (event.created_at, event.id))
+        return Page(shown, next_cursor)
+
+    async def list_permissions(self) -> list[Permission]:
+        """The catalogue as the database holds it (`app/core/permissions.py` declares it)."""
+        return list((await self.db.exec(select(Permission).order_by(col(Permission.name)))).all())
 
     async def list_roles(self) -> list[RoleView]:
         rows = await self.db.exec(

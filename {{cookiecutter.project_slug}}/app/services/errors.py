@@ -125,6 +125,12 @@ class CsrfFailed(ServiceError):
 # --- 400: the request cannot be honoured as sent ------------------------------------------------
 
 
+class InvalidCursor(ServiceError):
+    status_code = 400
+    code = "invalid_cursor"
+    detail = "This cursor is not one the service gave out; start again without it"
+
+
 class InvalidOneTimeToken(ServiceError):
     status_code = 400
     code = "invalid_link"

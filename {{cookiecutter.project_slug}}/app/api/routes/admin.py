@@ -4,14 +4,20 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
+from pydantic import AwareDatetime
 
 from app.api.deps import Client, Ctx, Db, require_permissions
 from app.api.routes import API_PREFIX
 from app.core.permissions import PermissionName
 from app.domain import Principal
+from app.models import AuditEventType
 from app.schemas.admin import (
     AdminUserUpdate,
+    AuditEventPage,
+    AuditEventRead,
+    PermissionRead,
     RoleCreate,
+    RoleName,
     RoleRead,
     RoleUpdate,
     SessionInfo,
@@ -20,8 +26,24 @@ from app.schemas.admin import (
 from app.schemas.user import UserRead
 from app.services.admin import AdminService
 
-# Deeper pages cost the database a scan of every row before them.
-MAX_OFFSET = 100_000
+PageSize = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The `next_cursor` of the previous page; left out for the first page",
+    ),
+]
+EmailPrefix = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=320,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="Users whose email starts with this (case-insensitive)",
+    ),
+]
 
 router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"])
 
@@ -37,19 +59,30 @@ SessionsReader = Annotated[Principal, Depends(require_permissions(PermissionName
 SessionsWriter = Annotated[Principal, Depends(require_permissions(PermissionName.SESSIONS_WRITE))]
 RolesReader = Annotated[Principal, Depends(require_permissions(PermissionName.ROLES_READ))]
 RolesWriter = Annotated[Principal, Depends(require_permissions(PermissionName.ROLES_WRITE))]
+AuditReader = Annotated[Principal, Depends(require_permissions(PermissionName.AUDIT_READ))]
 
 
 @router.get("/users")
 async def list_users(
     principal: UsersReader,
     admin: Admin,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Cursor = None,
+    limit: PageSize = 50,
+    email: EmailPrefix = None,
+    is_active: bool | None = None,
+    is_verified: bool | None = None,
+    role: Annotated[RoleName | None, Query()] = None,
 ) -> UserPage:
-    """Users in sign-up order."""
-    views, total = await admin.list_users(offset, limit)
-    items = [UserRead.of(view) for view in views]
-    return UserPage(items=items, total=total, offset=offset, limit=limit)
+    """Users in sign-up order, a page at a time; users who sign up meanwhile join the end."""
+    page = await admin.list_users(
+        cursor,
+        limit,
+        email_prefix=email,
+        is_active=is_active,
+        is_verified=is_verified,
+        role=role,
+    )
+    return UserPage(items=[UserRead.of(view) for view in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/users/{user_id}")
@@ -101,6 +134,34 @@ async def revoke_user_sessions(
     user_id: uuid.UUID, principal: SessionsWriter, admin: Admin, client: Client
 ) -> None:
     await admin.revoke_sessions(principal, user_id, client)
+
+
+@router.get("/audit-events")
+async def list_audit_events(
+    principal: AuditReader,
+    admin: Admin,
+    cursor: Cursor = None,
+    limit: PageSize = 50,
+    user_id: uuid.UUID | None = None,
+    type: AuditEventType | None = None,
+    since: Annotated[AwareDatetime | None, Query(description="From this moment on")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Before this moment")] = None,
+) -> AuditEventPage:
+    """The audit log, newest first."""
+    page = await admin.list_audit_events(
+        cursor, limit, user_id=user_id, type=type, since=since, until=until
+    )
+    items = [AuditEventRead.model_validate(event, from_attributes=True) for event in page.items]
+    return AuditEventPage(items=items, next_cursor=page.next_cursor)
+
+
+@router.get("/permissions")
+async def list_permissions(principal: RolesReader, admin: Admin) -> list[PermissionRead]:
+    """Every permission the service declares; roles are built from these."""
+    return [
+        PermissionRead.model_validate(permission, from_attributes=True)
+        for permission in await admin.list_permissions()
+    ]
 
 
 @router.get("/roles")
