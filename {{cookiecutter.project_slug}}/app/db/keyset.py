@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, tuple_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped
 from sqlalchemy.sql.expression import FunctionElement
@@ -32,12 +32,10 @@ def page(
     """`limit + 1` rows after `after` in `(created_at, id)` order: the extra row tells the
     caller whether there is a next page. An index on `(created_at, id)` serves it."""
     if after is not None:
-        moment, last_id = after
-        if newest_first:
-            beyond = or_(created_at < moment, and_(created_at == moment, ident < last_id))
-        else:
-            beyond = or_(created_at > moment, and_(created_at == moment, ident > last_id))
-        query = query.where(beyond)
+        # A row-value comparison, not `a > x OR (a = x AND id > y)`: both databases turn it
+        # into a range of the index, where the OR form makes them filter every row before it.
+        position, last = tuple_(created_at, ident), tuple_(*after)
+        query = query.where(position < last if newest_first else position > last)
     if newest_first:
         query = query.order_by(created_at.desc(), ident.desc())
     else:
