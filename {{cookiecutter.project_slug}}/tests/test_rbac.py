@@ -68,6 +68,8 @@ ADMIN_ROUTES = [
     ("DELETE", f"/api/v1/admin/users/{SOME_ID}/sessions", None, "sessions:write"),
     ("DELETE", f"/api/v1/admin/users/{SOME_ID}/mfa", None, "users:write"),
     ("GET", "/api/v1/admin/roles", None, "roles:read"),
+    ("GET", "/api/v1/admin/permissions", None, "roles:read"),
+    ("GET", "/api/v1/admin/audit-events", None, "audit:read"),
     ("POST", "/api/v1/admin/roles", {"name": "sneaky", "permissions": []}, "roles:write"),
     ("PATCH", f"/api/v1/admin/roles/{SOME_ID}", {"description": "x"}, "roles:write"),
 ]
