@@ -5,7 +5,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from app.domain import MfaStatus, PasskeyView, SecondFactor
 from app.schemas.fields import Name, Password, Token
@@ -20,6 +27,7 @@ Code = Annotated[
 # What the browser's `PublicKeyCredential.toJSON()` gives: base64url strings, bounded.
 Base64Url = Annotated[str, StringConstraints(max_length=16384, pattern=r"^[A-Za-z0-9_-]*$")]
 Transport = Annotated[str, StringConstraints(max_length=32, pattern=r"^[a-z-]+$")]
+MAX_EXTENSION_DEPTH = 8
 
 
 class MfaRequired(BaseModel):
@@ -112,6 +120,24 @@ class PublicKeyCredential(BaseModel):
     response: CredentialResponse
     authenticatorAttachment: Literal["platform", "cross-platform"] | None = None
     clientExtensionResults: dict[str, Any] = Field(default={}, max_length=16)
+
+    @field_validator("clientExtensionResults")
+    @classmethod
+    def _shallow(cls, results: dict[str, Any]) -> dict[str, Any]:
+        """Extension outputs nest a few levels (`prf.results.first`). Deeper JSON is refused
+        here, not left to the JSON parser's recursion limit, which differs between Pythons
+        (3.13 parses what 3.12 refuses)."""
+        level: list[Any] = [results]
+        for _ in range(MAX_EXTENSION_DEPTH):
+            level = [
+                child
+                for value in level
+                for child in (value.values() if isinstance(value, dict) else value)
+                if isinstance(child, dict | list)
+            ]
+            if not level:
+                return results
+        raise ValueError(f"nested deeper than {MAX_EXTENSION_DEPTH} levels")
 
 
 class PasskeyRegisterRequest(BaseModel):
