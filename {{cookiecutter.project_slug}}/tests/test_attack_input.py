@@ -895,7 +895,7 @@ HOSTILE_EXTENSIONS = {
     "enormous-integer": {"x": 10**4000},
     "lone-surrogate": {"x": "\ud800"},
     "nul": {"x\u0000": "a\u0000b"},
-    "nested": {"x": [[[[[[[[[[{}]]]]]]]]]]},
+    "nested-to-the-limit": {"x": [[[[[[{}]]]]]]},
 }
 
 
@@ -923,6 +923,21 @@ async def test_hostile_extension_results_do_not_break_a_real_passkey_ceremony(
     )
     assert signed.status_code == 200, signed.text[:200]
     assert signed.json()["user"]["email"] == "alice@example.com"
+
+
+async def test_extension_results_nested_past_the_limit_are_a_422(
+    app: FastAPI, signed_in: AsyncClient
+) -> None:
+    authenticator = SoftAuthenticator(app.state.settings.rp_origins[0])
+    options = await signed_in.post("/api/v1/auth/passkeys/register/options")
+    credential = authenticator.create(options.json())
+    credential["clientExtensionResults"] = {"x": [[[[[[[{}]]]]]]]}
+    registered = await signed_in.post(
+        "/api/v1/auth/passkeys/register", json={"credential": credential, "name": "Laptop"}
+    )
+    assert registered.status_code == 422
+    assert registered.json()["code"] == "validation_failed"
+    assert (await signed_in.get("/api/v1/auth/mfa")).json()["passkeys"] == []
 
 
 @pytest.mark.parametrize(
