@@ -19,6 +19,7 @@ from app.domain import RevokeReason
 from app.models import Role, User, UserRole
 from app.services import mfa, users
 from app.services.context import Context
+from app.services.retention import Purger, PurgeReport
 from app.services.sessions import SessionService
 
 cli = typer.Typer(help="Administration commands.", no_args_is_help=True)
@@ -120,6 +121,27 @@ def revoke_sessions(email: str) -> None:
         typer.echo(f"Revoked {count} session(s) of {user.email}")
 
     run(work)
+
+
+@cli.command("purge")
+def purge() -> None:
+    """Delete what is past its retention now: ended sessions, used or expired links and
+    sign-in challenges, old audit events (the service also does this on its own)."""
+    settings = settings_or_exit()
+    configure_logging(settings.log_level)
+
+    async def main() -> PurgeReport | None:
+        engine = create_engine(settings)
+        try:
+            return await Purger(create_sessionmaker(engine), settings).run()
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(main())
+    if report is None:
+        typer.echo("Another worker is purging right now; nothing was done.", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Purged: {report}")
 
 
 @cli.command("openapi")

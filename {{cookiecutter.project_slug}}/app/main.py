@@ -1,8 +1,9 @@
 """The application factory, and `app.main:app`: what uvicorn and gunicorn serve."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from http import HTTPStatus
 from typing import Any
 
@@ -26,6 +27,7 @@ from app.db.principals import PrincipalReader
 from app.db.session import create_engine, create_sessionmaker
 from app.services.context import Context
 from app.services.errors import ServiceError
+from app.services.retention import Purger
 from app.utils.cookies import cookie_warnings
 
 logger = logging.getLogger("app")
@@ -69,7 +71,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        purging = None
+        if settings.purge_interval_seconds:
+            purging = asyncio.create_task(Purger(sessionmaker, settings).every_interval())
         yield
+        if purging:
+            purging.cancel()
+            with suppress(asyncio.CancelledError):
+                await purging
         await context.later.wait_idle()
         context.hasher.close()
         await principals.close()

@@ -55,6 +55,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "frontend_url": "https://frontend.example",
     "cors_origins": ["https://frontend.example"],
     "smtp_host": None,
+    # Tests purge when they mean to (tests/test_retention.py), never in the background.
+    "purge_interval_seconds": 0,
 }
 
 

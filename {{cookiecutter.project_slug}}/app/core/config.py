@@ -186,6 +186,14 @@ class Settings(BaseSettings):
     webauthn_rp_id: str | None = None
     webauthn_origins: CommaSeparated = []
 
+    # Data retention: `python -m app.cli purge`, and the service every PURGE_INTERVAL_SECONDS
+    # (0: never; one worker at a time). Ended sessions are kept this long for the users'
+    # and the admins' view of past sign-ins; audit events for investigations.
+    session_retention_days: int = Field(30, ge=0)
+    audit_retention_days: int = Field(365, ge=0)
+    purge_interval_seconds: int = Field(3600, ge=0)
+    purge_batch_size: int = Field(1000, ge=1, le=100_000)
+
     # Requests: bodies over this many bytes are refused (413) before they are read
     max_request_body_bytes: int = Field(64 * 1024, ge=1)
 

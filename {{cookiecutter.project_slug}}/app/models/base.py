@@ -69,5 +69,5 @@ def timestamp_field(*, index: bool = False) -> Any:
     return Field(default=None, sa_type=UTCDateTime, nullable=True, index=index)
 
 
-def required_timestamp_field() -> Any:
-    return Field(sa_type=UTCDateTime, nullable=False)
+def required_timestamp_field(*, index: bool = False) -> Any:
+    return Field(sa_type=UTCDateTime, nullable=False, index=index)

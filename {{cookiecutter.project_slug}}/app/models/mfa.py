@@ -81,5 +81,6 @@ class MfaChallenge(SQLModel, table=True):
     webauthn_challenge: bytes | None = Field(default=None, sa_type=LargeBinary)
     attempts: int = 0
     created_at: datetime = created_field()
-    expires_at: datetime = required_timestamp_field()
-    used_at: datetime | None = timestamp_field()
+    # Indexed for the retention purge.
+    expires_at: datetime = required_timestamp_field(index=True)
+    used_at: datetime | None = timestamp_field(index=True)

@@ -24,7 +24,8 @@ class OneTimeToken(SQLModel, table=True):
     purpose: str = Field(max_length=32)
     token_hash: str = Field(max_length=64, unique=True, index=True)
     created_at: datetime = created_field()
-    expires_at: datetime = required_timestamp_field()
-    used_at: datetime | None = timestamp_field()
+    # Indexed for the retention purge.
+    expires_at: datetime = required_timestamp_field(index=True)
+    used_at: datetime | None = timestamp_field(index=True)
     # The address a `change_email` token switches the account to.
     new_email: str | None = Field(default=None, max_length=320)

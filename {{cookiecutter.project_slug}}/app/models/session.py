@@ -19,8 +19,9 @@ class DeviceSession(SQLModel, table=True):
     user_id: uuid.UUID = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
     created_at: datetime = created_field()
     last_seen_at: datetime = created_field()
-    expires_at: datetime = required_timestamp_field()
-    revoked_at: datetime | None = timestamp_field()
+    # Indexed for the retention purge, which deletes by when a session ended.
+    expires_at: datetime = required_timestamp_field(index=True)
+    revoked_at: datetime | None = timestamp_field(index=True)
     revoked_reason: str | None = Field(default=None, max_length=64)
 
     ip_address: str | None = Field(default=None, max_length=45)
