@@ -221,6 +221,8 @@ class Postgres:
     """
 
     fast: bool = False
+    # More server settings, `name=value` each (`-c` options of postgres)
+    settings: tuple[str, ...] = ()
     root: Path | None = None
     port: int = 0
     bindir: Path = field(default_factory=Path)
@@ -252,6 +254,7 @@ class Postgres:
         )
         if self.fast:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options += "".join(f" -c {setting}" for setting in self.settings)
         self._pg("pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
                  "-o", options, "-w", "-t", "60", *args)  # fmt: skip
 
