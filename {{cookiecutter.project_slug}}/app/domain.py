@@ -50,6 +50,20 @@ class UserView:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionView:
+    """A live session as lists show it: the columns they need, not the whole row (the refresh
+    state and the device fingerprint stay in the database)."""
+
+    id: uuid.UUID
+    device_label: str
+    ip_address: str | None
+    last_ip_address: str | None
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedTokens:
     session_id: uuid.UUID
     access_token: str

@@ -35,11 +35,10 @@ from app.db import keyset
 from app.db.keyset import starts_with
 from app.db.principals import grants_query
 from app.db.session import begin_exclusive
-from app.domain import Principal, RevokeReason, RoleView, UserView
+from app.domain import Principal, RevokeReason, RoleView, SessionView, UserView
 from app.models import (
     AuditEvent,
     AuditEventType,
-    DeviceSession,
     Permission,
     Role,
     RolePermission,
@@ -200,7 +199,7 @@ class AdminService:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    async def list_sessions(self, user_id: uuid.UUID) -> list[DeviceSession]:
+    async def list_sessions(self, user_id: uuid.UUID) -> list[SessionView]:
         await self._user(user_id)
         return await self.sessions.list_active(user_id)
 

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core.security import sha256_hex
 from app.core.tokens import TokenClaims, TokenError
 from app.db.principals import PrincipalReader
-from app.domain import IssuedTokens, Principal, RevokeReason
+from app.domain import IssuedTokens, Principal, RevokeReason, SessionView
 from app.models import AuditEventType, DeviceSession, User
 from app.models.base import utcnow
 from app.services import audit
@@ -25,6 +25,11 @@ from app.services.errors import (
     SessionIdle,
 )
 from app.utils.user_agent import parse_device
+
+# The columns of a `SessionView`, in its order.
+SESSION_VIEW_COLUMNS = tuple(
+    col(getattr(DeviceSession, name)) for name in SessionView.__dataclass_fields__
+)
 
 
 class Presented(Enum):
@@ -196,17 +201,19 @@ class SessionService:
             .values(authenticated_at=utcnow())
         )
 
-    async def list_active(self, user_id: uuid.UUID) -> list[DeviceSession]:
+    async def list_active(self, user_id: uuid.UUID) -> list[SessionView]:
+        """Most recently used first. Only the listed columns are read: a user with hundreds of
+        devices must not cost hundreds of full ORM objects."""
         result = await self.db.exec(
-            select(DeviceSession)
+            select(*SESSION_VIEW_COLUMNS)
             .where(
-                DeviceSession.user_id == user_id,
+                col(DeviceSession.user_id) == user_id,
                 col(DeviceSession.revoked_at).is_(None),
-                DeviceSession.expires_at > utcnow(),
+                col(DeviceSession.expires_at) > utcnow(),
             )
             .order_by(col(DeviceSession.last_seen_at).desc())
         )
-        return list(result.all())
+        return [SessionView(*row) for row in result]
 
     async def revoke_own(
         self, user_id: uuid.UUID, session_id: uuid.UUID, client: ClientInfo
