@@ -14,7 +14,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -36,6 +35,7 @@ from app.models import (
     UserRole,
 )
 from app.services.accounts import IMPERSONAL_DETAIL
+from app.services.email import Email
 from app.utils.cookies import CookieNames
 from tests.authenticator import SoftAuthenticator
 from tests.helpers import (
@@ -110,7 +110,7 @@ def columns(event: AuditEvent) -> str:
     return repr(event.model_dump())
 
 
-async def notices(app: FastAPI, outbox: Outbox, email: str = ALICE) -> list[Any]:
+async def notices(app: FastAPI, outbox: Outbox, email: str = ALICE) -> list[Email]:
     await app.state.context.mailer.wait_idle()
     return outbox.to(email, "Your account was deleted")
 
@@ -238,6 +238,18 @@ async def test_the_address_is_told(
     [notice] = await notices(app, outbox)
     assert "was deleted" in notice.text and "administrator" not in notice.text
     assert "was deleted" in notice.html
+
+
+async def test_two_deletions_at_once_delete_once(
+    app: FastAPI, signed_in: AsyncClient, alice: User, outbox: Outbox
+) -> None:
+    """A double click, or two tabs: one deletion, one event, one notice, and no 5xx."""
+    outbox.clear()
+    responses = await asyncio.gather(delete_me(signed_in), delete_me(signed_in))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses[0] == 204 and 400 <= statuses[1] < 500, [r.text for r in responses]
+    assert [event.type for event in await audit_log(app)].count("user_deleted") == 1
+    assert len(await notices(app, outbox)) == 1
 
 
 # --- refusals: nothing is deleted ------------------------------------------------------------
