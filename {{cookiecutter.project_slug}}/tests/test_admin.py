@@ -171,7 +171,7 @@ async def test_admin_cannot_lock_themselves_out(admin: AsyncClient, root: User) 
     response = await admin.delete(url)
     assert response.status_code == 409
     assert response.json() == {
-        "detail": "You cannot delete your own account",
+        "detail": "Delete your own account with DELETE /users/me",
         "code": "self_lockout",
     }
 

@@ -76,6 +76,22 @@ def token_with(password: str) -> Send:
     return send
 
 
+async def change_password(http: AsyncClient, password: str) -> Response:
+    body = {"current_password": password, "new_password": "a brand new passphrase"}
+    return await http.post("/api/v1/auth/password/change", json=body)
+
+
+async def delete_account(http: AsyncClient, password: str) -> Response:
+    return await http.request("DELETE", "/api/v1/users/me", json={"password": password})
+
+
+# Routes that take the signed-in user's current password, as (http, password) -> answer.
+CURRENT_PASSWORD_ROUTES: dict[str, Callable[[AsyncClient, str], Awaitable[Response]]] = {
+    "password-change": change_password,
+    "account-deletion": delete_account,
+}
+
+
 def assert_limited(response: Response) -> None:
     assert response.status_code == 429, response.text
     assert response.json()["code"] == "rate_limited"
@@ -164,21 +180,20 @@ class TestBurstOfGuesses:
         assert len(verifications) <= LIMIT
         assert Counter(r.status_code for r in responses) == {401: LIMIT, 429: BURST - LIMIT}
 
+    @pytest.mark.parametrize("route", CURRENT_PASSWORD_ROUTES, ids=CURRENT_PASSWORD_ROUTES)
     async def test_a_burst_of_current_password_guesses_is_hashed_at_most_limit_times(
-        self, signed_in: AsyncClient, verifications: Calls
+        self, signed_in: AsyncClient, verifications: Calls, route: str
     ) -> None:
-        """A stolen session guessing the password to take the account over for good."""
+        """A stolen session guessing the password to take the account over, or to delete it,
+        for good."""
         verifications.clear()  # signing in verified once
-
-        async def guess(password: str) -> Response:
-            body = {"current_password": password, "new_password": "a brand new passphrase"}
-            return await signed_in.post("/api/v1/auth/password/change", json=body)
-
-        responses = await asyncio.gather(*(guess(WRONG) for _ in range(BURST)))
+        send = CURRENT_PASSWORD_ROUTES[route]
+        responses = await asyncio.gather(*(send(signed_in, WRONG) for _ in range(BURST)))
         assert len(verifications) <= LIMIT
         codes = Counter(r.json()["code"] for r in responses)
         assert codes == {"wrong_password": LIMIT, "rate_limited": BURST - LIMIT}
-        assert_limited(await guess(PASSWORD))
+        assert_limited(await send(signed_in, PASSWORD))
+        assert (await signed_in.get("/api/v1/users/me")).status_code == 200  # nothing changed
 
     async def test_a_correct_password_gives_its_reservation_back(
         self, app: FastAPI, alice: User

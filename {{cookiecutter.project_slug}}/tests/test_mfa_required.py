@@ -207,6 +207,7 @@ def test_the_exempt_routes_are_the_specs_list(app: FastAPI) -> None:
     assert enrolling == [
         "DELETE /api/v1/auth/mfa/totp",
         "DELETE /api/v1/auth/passkeys/{passkey_id}",
+        "DELETE /api/v1/users/me",
         "GET /api/v1/auth/mfa",
         "GET /api/v1/users/me",
         "PATCH /api/v1/auth/passkeys/{passkey_id}",

@@ -72,6 +72,7 @@ SENSITIVE_ROUTES = [
         {"email": "alice@new.example", "current_password": PASSWORD},
         (200, 200),
     ),
+    ("DELETE", "/api/v1/users/me", {"password": PASSWORD}, (204, 204)),
 ]
 ROUTE_IDS = [f"{method} {path.removeprefix('/api/v1')}" for method, path, *_ in SENSITIVE_ROUTES]
 Route = tuple[str, str, dict[str, object] | None, tuple[int, int]]

@@ -39,3 +39,11 @@ class UserUpdate(BaseModel):
 
     email: EmailAddress
     current_password: Password
+
+
+class DeleteAccount(BaseModel):
+    """The current password, to delete one's own account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: Password

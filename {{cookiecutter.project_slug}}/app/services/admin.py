@@ -17,9 +17,11 @@ permission it grants and every permission of what it acts on, and the caller mus
 
 Guards: an admin cannot lock themselves out (deactivate or delete their own account, drop
 their own admin role), nobody takes away the last active admin, and the `admin` role keeps every
-permission. Every change runs in an exclusive transaction (`_begin`): the database write lock
-on SQLite, a lock on the `admin` role row on PostgreSQL, taken first by every change, so
-concurrent demotions are decided one after another and cannot together remove every admin.
+permission. Every change runs in an exclusive transaction (`_begin`, `accounts.lock_admins`): the
+database write lock on SQLite, a lock on the `admin` role row on PostgreSQL, taken first by every
+change (and by a user deleting their own account), so concurrent demotions are decided one after
+another and cannot together remove every admin. A deletion is `AccountService.delete`, the same
+as a user's own: audit events anonymised, the address told.
 """
 
 import uuid
@@ -27,14 +29,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, delete, func, select
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.permissions import PermissionName, RoleName
+from app.core.permissions import PermissionName
 from app.db import keyset
 from app.db.keyset import starts_with
 from app.db.principals import grants_query
-from app.db.session import begin_exclusive
 from app.domain import Principal, RevokeReason, RoleView, SessionView, UserView
 from app.models import (
     AuditEvent,
@@ -45,12 +46,12 @@ from app.models import (
     User,
     UserRole,
 )
-from app.services import audit, mfa, users
+from app.services import accounts, audit, mfa, users
+from app.services.accounts import ADMIN_ROLE, AccountService
 from app.services.context import ClientInfo, Context
 from app.services.errors import (
     AdminRoleFixed,
     AlreadyExists,
-    LastAdmin,
     NotFound,
     PrivilegeEscalation,
     SelfLockout,
@@ -59,14 +60,13 @@ from app.services.errors import (
 from app.services.pages import Page, cut, decode_cursor
 from app.services.sessions import SessionService
 
-ADMIN_ROLE = RoleName.ADMIN
-
 
 class AdminService:
     def __init__(self, db: AsyncSession, ctx: Context) -> None:
         self.db = db
         self.ctx = ctx
         self.sessions = SessionService(db, ctx)
+        self.accounts = AccountService(db, ctx)
 
     # --- users ------------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class AdminService:
             granted,
         )
         if ADMIN_ROLE in current_roles and user.is_active and (deactivating or losing_admin):
-            await self._ensure_another_admin(user.id)
+            await accounts.ensure_another_admin(self.db, user.id)
 
         done: list[str] = []
         if roles is not None and new_roles != current_roles:
@@ -167,23 +167,17 @@ class AdminService:
     async def delete_user(
         self, principal: Principal, user_id: uuid.UUID, client: ClientInfo
     ) -> None:
-        """Delete the user; their sessions, roles and tokens go with them (FK cascade)."""
+        """Delete the user as `DELETE /users/me` does (`AccountService.delete`): the last
+        active admin stays, the user is told. Admins leave through `DELETE /users/me`."""
         await self._begin()
         user = await self._user(user_id)
         if user.id == principal.id:
-            raise SelfLockout("You cannot delete your own account")
+            raise SelfLockout("Delete your own account with DELETE /users/me")
         roles, permissions = await self._grants(user.id)
         await self._authorise(
             principal, PermissionName.USERS_WRITE, await self._reach(roles, permissions)
         )
-        if ADMIN_ROLE in roles and user.is_active:
-            await self._ensure_another_admin(user.id)
-        await self.db.delete(user)
-        # The event names the acting admin: the deleted user's id cannot be referenced.
-        audit.record(
-            self.db, AuditEventType.USER_DELETED, client, principal.id, detail=f"user {user.id}"
-        )
-        await self.db.commit()
+        await self.accounts.delete(user.id, by=principal, client=client)
 
     async def reset_mfa(self, principal: Principal, user_id: uuid.UUID, client: ClientInfo) -> None:
         """For a user who lost their factors: afterwards the password alone signs them in."""
@@ -347,8 +341,7 @@ class AdminService:
         Taken before anything is read, always in the same order (the `admin` role row, then
         whatever the change touches), so concurrent changes queue instead of deadlocking.
         """
-        await begin_exclusive(self.db)
-        await self.db.exec(select(Role.id).where(Role.name == ADMIN_ROLE).with_for_update())
+        await accounts.lock_admins(self.db)
 
     async def _authorise(
         self,
@@ -388,23 +381,6 @@ class AdminService:
 
     async def _grants(self, user_id: uuid.UUID) -> tuple[list[str], list[str]]:
         return await users.roles_and_permissions(self.db, user_id)
-
-    async def _ensure_another_admin(self, user_id: uuid.UUID) -> None:
-        others = (
-            await self.db.exec(
-                select(func.count())
-                .select_from(UserRole)
-                .join(Role, col(Role.id) == UserRole.role_id)
-                .join(User, col(User.id) == UserRole.user_id)
-                .where(
-                    Role.name == ADMIN_ROLE,
-                    col(User.is_active).is_(True),
-                    col(User.id) != user_id,
-                )
-            )
-        ).one()
-        if not others:
-            raise LastAdmin()
 
     async def _roles(self, names: Sequence[str]) -> tuple[list[uuid.UUID], set[str]]:
         """The ids of the named roles and what holding them grants (every permission for

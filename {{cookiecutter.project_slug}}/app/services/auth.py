@@ -22,6 +22,7 @@ from app.domain import (
 )
 from app.models import AuditEventType, DeviceSession, TokenPurpose, User
 from app.services import audit, one_time_tokens, users
+from app.services.accounts import AccountService
 from app.services.context import ClientInfo, Context
 from app.services.errors import (
     AccountInactive,
@@ -48,6 +49,7 @@ class AuthService:
         self.db = db
         self.ctx = ctx
         self.sessions = SessionService(db, ctx)
+        self.accounts = AccountService(db, ctx)
 
     async def register(self, email: str, password: str, client: ClientInfo) -> None:
         """The password is hashed for every well-formed request (the same cost whether or not
@@ -220,12 +222,7 @@ class AuthService:
     ) -> None:
         """Needs the current password; keeps this session, ends every other one."""
         user = await self._user_of(principal)
-
-        async def verify() -> bool:
-            return await self.ctx.hasher.verify(user.password_hash, current_password)
-
-        if not await self.ctx.limiter.attempt(self.ctx.limits.login_account, user.email, verify):
-            raise WrongPassword()
+        await self._confirm_password(user, current_password)
         self._check_password(new_password, user.email)
         await self._replace_password(user, new_password, client, keep=principal.session_id)
         audit.record(self.db, AuditEventType.PASSWORD_CHANGED, client, user.id)
@@ -244,13 +241,7 @@ class AuthService:
         user = await self._user_of(principal)
         new_email = users.normalize_email(new_email)
         await self.ctx.limiter.hit(self.ctx.limits.email_change, str(user.id))
-
-        async def verify() -> bool:
-            return await self.ctx.hasher.verify(user.password_hash, current_password)
-
-        # A guess of the current password here counts like a failed sign-in.
-        if not await self.ctx.limiter.attempt(self.ctx.limits.login_account, user.email, verify):
-            raise WrongPassword()
+        await self._confirm_password(user, current_password)
         if new_email != user.email:
             user_id = user.id
 
@@ -279,12 +270,30 @@ class AuthService:
         await self.db.commit()
         self.ctx.mailer.send_later("confirm_email_change", new_email, link=link, hours=ttl // 3600)
 
+    async def delete_account(self, principal: Principal, password: str) -> None:
+        """The user's own deletion: the password first (guessed here, it counts like a failed
+        sign-in), then `AccountService.delete`, which keeps the last active admin."""
+        user = await self._user_of(principal)
+        await self._confirm_password(user, password)
+        await self.accounts.delete(user.id)
+
     async def _user_of(self, principal: Principal) -> User:
         """The caller's row, to change it: the principal is a snapshot."""
         user = await self.db.get(User, principal.id)
         if user is None:
             raise NotAuthenticated()
         return user
+
+    async def _confirm_password(self, user: User, password: str) -> None:
+        """The signed-in user's current password, before a change it guards. Each guess uses
+        the account's sign-in failure allowance, reserved before the hash is checked, so a
+        stolen session cannot guess faster than a login form (`RateLimiter.attempt`)."""
+
+        async def verify() -> bool:
+            return await self.ctx.hasher.verify(user.password_hash, password)
+
+        if not await self.ctx.limiter.attempt(self.ctx.limits.login_account, user.email, verify):
+            raise WrongPassword()
 
     async def _replace_password(
         self, user: User, new_password: str, client: ClientInfo, keep: uuid.UUID | None

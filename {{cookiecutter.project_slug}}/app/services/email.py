@@ -30,6 +30,7 @@ SUBJECTS = {
     "confirm_email_change": "Confirm your new email address",
     "security_notice": "Your sign-in methods changed",
     "second_step_failed": "Someone knows your password",
+    "account_deleted": "Your account was deleted",
 }
 
 

@@ -1,8 +1,9 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Response, status
 
-from app.api.deps import Auth, Client, EnrollingUser, RecentlyAuthenticatedEnrolling
+from app.api.deps import Auth, Client, Ctx, EnrollingUser, RecentlyAuthenticatedEnrolling
 from app.api.routes import API_PREFIX
-from app.schemas.user import UserRead, UserUpdate
+from app.schemas.user import DeleteAccount, UserRead, UserUpdate
+from app.utils.cookies import clear_auth_cookies
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
@@ -25,3 +26,20 @@ async def update_me(
     until then. Roles, activity and verification state are not writable here."""
     view = await auth.change_email(principal, body.email, body.current_password, client)
     return UserRead.of(view)
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_me(
+    body: DeleteAccount,
+    principal: RecentlyAuthenticatedEnrolling,
+    auth: Auth,
+    ctx: Ctx,
+    response: Response,
+) -> None:
+    """Delete the account for good (needs the current password and a recent sign-in).
+
+    Its sessions, emailed links, second factors and passkeys go with it; its audit events stay
+    without the email, IP addresses and user agents; the address gets a notice. Clears the
+    cookies, as logout does. The last active admin cannot leave (409 `last_admin`)."""
+    await auth.delete_account(principal, body.password)
+    clear_auth_cookies(response, ctx.settings)
