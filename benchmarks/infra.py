@@ -57,7 +57,7 @@ SCRUBBED = {
 }  # fmt: skip
 SCRUBBED_PREFIXES = (
     "ARGON2_", "RATE_LIMIT_", "COOKIE_", "SMTP_", "JWT_", "SESSION_", "ACCESS_TOKEN_",
-    "REFRESH_", "VERIFY_EMAIL_", "RESET_PASSWORD_", "UVICORN_", "BENCH_", "PYTEST_",
+    "REFRESH_", "VERIFY_EMAIL_", "RESET_PASSWORD_", "UVICORN_", "BENCH_", "PYTEST_", "MAIL_",
 )  # fmt: skip
 
 
@@ -447,7 +447,7 @@ def service_env(
         "ENVIRONMENT": "production",
         "COOKIE_SECURE": "false",  # plain http on loopback; wrk sends the Cookie header itself
         # Production refuses to start without these. Nothing listens on port 9: the few
-        # new-device notices fail fast in the background and are logged.
+        # new-device notices fail fast in the background, are logged and wait in the outbox.
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": "9",
         "FRONTEND_URL": "https://app.example.com",

@@ -39,7 +39,7 @@ def run(work: Callable[[AsyncSession, Context], Awaitable[None]]) -> None:
         try:
             async with sessionmaker() as db:
                 await work(db, ctx)
-            await ctx.later.wait_idle()
+            await ctx.mailer.wait_idle()  # the mail the work queued goes out from here too
         finally:
             ctx.hasher.close()
             await engine.dispose()
@@ -144,6 +144,29 @@ def purge() -> None:
     typer.echo(f"Purged: {report}")
 
 
+@cli.command("send-mail")
+def send_mail(
+    retry_dead: bool = typer.Option(
+        False, "--retry-dead", help="First queue the dead messages again (after a long outage)."
+    ),
+) -> None:
+    """Send the queued mail that is due now, once, and print what happened (the service does
+    this on its own every MAIL_POLL_SECONDS). Exit status 1 when a send failed."""
+    failed = False
+
+    async def work(_db: AsyncSession, ctx: Context) -> None:
+        nonlocal failed
+        if retry_dead:
+            typer.echo(f"Queued again: {await ctx.mailer.courier.retry_dead()} dead message(s)")
+        report = await ctx.mailer.deliver_due()
+        failed = report.failed > 0
+        typer.echo(f"Mail: {report}; {await ctx.mailer.courier.pending()} pending")
+
+    run(work)
+    if failed:
+        raise typer.Exit(1)
+
+
 @cli.command("openapi")
 def openapi() -> None:
     """Print the OpenAPI schema (JSON), as /openapi.json serves it: `make client` reads it."""
@@ -161,8 +184,8 @@ def reset_mfa(email: str) -> None:
         if user is None:
             raise typer.BadParameter(f"no user with email {email}")
         await mfa.reset_factors(db, user.id, None, by="operator")
+        mfa.notify(ctx, db, user.email, mfa.RESET_NOTICE)
         await db.commit()
-        mfa.notify(ctx, user.email, mfa.RESET_NOTICE)
         typer.echo(f"Removed the second factors of {user.email}")
 
     run(work)

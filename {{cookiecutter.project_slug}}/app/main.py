@@ -71,15 +71,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        purging = None
+        loops = []
         if settings.purge_interval_seconds:
-            purging = asyncio.create_task(Purger(sessionmaker, settings).every_interval())
+            loops.append(asyncio.create_task(Purger(sessionmaker, settings).every_interval()))
+        if settings.mail_poll_seconds:
+            loops.append(asyncio.create_task(context.mailer.courier.every_interval()))
         yield
-        if purging:
-            purging.cancel()
+        for loop in loops:
+            loop.cancel()
             with suppress(asyncio.CancelledError):
-                await purging
-        await context.later.wait_idle()
+                await loop
+        await context.later.wait_idle()  # and the mail it queued, or that was queued before
         context.hasher.close()
         await principals.close()
         await engine.dispose()

@@ -20,6 +20,7 @@ from app.core import clock as service_clock
 from app.core.config import Settings
 from app.main import create_app
 from app.models import AuditEvent, OneTimeToken, Role, User
+from app.models.outbox import OutboxMessage
 from app.utils.cookies import CookieNames, cookie_names
 from tests.helpers import (
     BROWSER,
@@ -77,7 +78,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def clean_database(application: FastAPI) -> None:
     """Delete what tests create; the seeded roles and permissions stay."""
     async with application.state.sessionmaker() as db:
-        for model in (AuditEvent, OneTimeToken, User):
+        for model in (AuditEvent, OneTimeToken, OutboxMessage, User):
             await db.exec(delete(model))
         await db.exec(delete(Role).where(col(Role.name).not_in(SEEDED_ROLES)))
         await db.commit()
@@ -114,10 +115,14 @@ async def alice(app: FastAPI) -> User:
 
 
 @pytest.fixture
-async def signed_in(client: AsyncClient, alice: User) -> AsyncClient:
-    """A client holding alice's cookies, with the CSRF header set as a browser app would."""
+async def signed_in(app: FastAPI, client: AsyncClient, alice: User) -> AsyncClient:
+    """A client holding alice's cookies, with the CSRF header set as a browser app would.
+
+    The sign-in's new-device notice is delivered before the test starts, so that no delivery
+    holds the database while a test runs a blocking subprocess (the CLI)."""
     response = await login(client)
     client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+    await app.state.context.mailer.wait_idle()
     return client
 
 

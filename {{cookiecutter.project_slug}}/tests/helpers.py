@@ -12,12 +12,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import Message
 from pathlib import Path
 from typing import Any, TypedDict
 from urllib.parse import parse_qs, urlparse
 
 import pyotp
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
@@ -57,6 +61,9 @@ TEST_SETTINGS: dict[str, Any] = {
     "smtp_host": None,
     # Tests purge when they mean to (tests/test_retention.py), never in the background.
     "purge_interval_seconds": 0,
+    # Mail goes out right after the commit that queued it (`mailer.wait_idle()` waits for that);
+    # no worker looks for due mail in the background unless a test starts one.
+    "mail_poll_seconds": 0,
 }
 
 
@@ -99,6 +106,42 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class Inbox:
+    """What a real SMTP server (`smtp_server`) received."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+def smtp_server(port: int, inbox: Inbox) -> Controller:
+    """A real SMTP server (aiosmtpd) on a loopback `port`, started, delivering into `inbox`;
+    the caller stops it."""
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller
+
+
+def smtp_settings(port: int, **overrides: Any) -> Settings:
+    """The test settings, sending through the SMTP server on `port` (without TLS)."""
+    return make_settings(smtp_host="127.0.0.1", smtp_port=port, smtp_tls=False, **overrides)
+
+
+def text_parts(message: Message) -> dict[str, str]:
+    """A received message's bodies by content type: text/plain and text/html."""
+    parts = {}
+    for part in message.walk():
+        if not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            parts[part.get_content_type()] = payload.decode()
+    return parts
 
 
 def link_token(email: Email, page: str | None = None) -> str:

@@ -61,7 +61,7 @@ class WorkMeter:
         event.listen(self._engine, "before_cursor_execute", self._on_statement)
         for name in ("hash", "verify"):
             self._count(monkeypatch, PasswordHasher, name, "hashes")
-        self._count(monkeypatch, Mailer, "send_later", "mails")
+        self._count(monkeypatch, Mailer, "enqueue", "mails")
 
     def close(self) -> None:
         event.remove(self._engine, "before_cursor_execute", self._on_statement)

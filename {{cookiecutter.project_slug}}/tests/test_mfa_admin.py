@@ -53,14 +53,16 @@ async def root(app: FastAPI) -> AsyncIterator[AsyncClient]:
 
 
 @pytest.fixture
-async def totp(signed_in: AsyncClient, clock: Clock) -> TotpApp:
-    """Alice with an authenticator app, recovery codes and a passkey."""
-    app = (await enable_totp(signed_in, clock))["app"]
+async def totp(app: FastAPI, signed_in: AsyncClient, clock: Clock) -> TotpApp:
+    """Alice with an authenticator app, recovery codes and a passkey; the notices of all that
+    delivered already."""
+    totp_app = (await enable_totp(signed_in, clock))["app"]
     authenticator = SoftAuthenticator("https://frontend.example")
     options = await signed_in.post("/api/v1/auth/passkeys/register/options")
     body = {"credential": authenticator.create(options.json()), "name": "Laptop"}
     assert (await signed_in.post("/api/v1/auth/passkeys/register", json=body)).status_code == 201
-    return app
+    await app.state.context.mailer.wait_idle()
+    return totp_app
 
 
 async def factors_of(db: AsyncSession, user_id: uuid.UUID) -> dict[str, int]:

@@ -163,6 +163,15 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_tls: bool = True
     email_from: str = "no-reply@example.com"
+    # Mail delivery: every message is queued in the outbox with the event that causes it and
+    # sent right after that commit; each worker also looks for due mail (retries, and what a
+    # process that died had queued) every MAIL_POLL_SECONDS (0: never; then run
+    # `python -m app.cli send-mail` from a scheduler). A failed send is tried again after
+    # MAIL_RETRY_BASE_SECONDS, doubling each time, until MAIL_MAX_ATTEMPTS attempts: then the
+    # message is "dead" (logged).
+    mail_poll_seconds: float = Field(2.0, ge=0)
+    mail_max_attempts: int = Field(10, ge=1, le=100)
+    mail_retry_base_seconds: int = Field(30, ge=1)
 
     # Passwords (argon2 memory cost is in KiB)
     argon2_time_cost: int = Field(3, ge=1)
@@ -178,7 +187,7 @@ class Settings(BaseSettings):
     # reauthenticating): a stolen, long-lived session cannot take the account over.
     reauth_max_age_seconds: int = Field(600, gt=0)
     mfa_challenge_ttl_seconds: int = Field(300, gt=0)
-    # Encrypts TOTP secrets at rest; without it a key is derived from SECRET_KEY.
+    # Encrypts TOTP secrets (and queued mail) at rest; without it a key is derived from SECRET_KEY.
     mfa_encryption_key: SecretStr | None = None
     # Holders of these roles must enrol a second factor before they can use anything else.
     mfa_required_roles: CommaSeparated = []

@@ -1,4 +1,5 @@
-"""Secrets the service must read back (TOTP seeds), encrypted at rest with AES-256-GCM.
+"""Secrets the service must read back (TOTP seeds, queued mail), encrypted at rest with
+AES-256-GCM.
 
 A copy of the database alone yields nothing usable: the key lives in the settings, never in a
 table. It is derived by HKDF from `MFA_ENCRYPTION_KEY`, or from `SECRET_KEY` when that is not

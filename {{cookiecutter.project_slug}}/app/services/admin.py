@@ -188,8 +188,8 @@ class AdminService:
             principal, PermissionName.USERS_WRITE, await self._reach(roles, permissions)
         )
         await mfa.reset_factors(self.db, user.id, client, by=f"admin {principal.id}")
+        mfa.notify(self.ctx, self.db, user.email, mfa.RESET_NOTICE)
         await self.db.commit()
-        mfa.notify(self.ctx, user.email, mfa.RESET_NOTICE)
 
     # --- sessions ---------------------------------------------------------------------------
 

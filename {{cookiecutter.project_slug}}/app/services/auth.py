@@ -3,6 +3,9 @@
 Every public entry point answers the same way whether or not the email exists, and does the
 same work before answering: what depends on the account (a token to save, a mail to send) is
 handed to `ctx.later` and runs after the response, with a database session of its own.
+
+Mail is queued in the transaction of the event it tells of (`ctx.mailer.enqueue`, before the
+commit): the two are saved together or not at all, and the outbox delivers it.
 """
 
 import uuid
@@ -71,10 +74,10 @@ class AuthService:
         if user is None:
             await self.db.rollback()
             await self._notify_address_in_use(email)
+            await self.db.commit()
             return
-        link = await self._verification_link(user)
+        await self._send_verification(user)
         await self.db.commit()
-        self._send_verification(user, link)
 
     async def resend_verification(self, email: str, client: ClientInfo) -> None:
         email = users.normalize_email(email)
@@ -90,9 +93,8 @@ class AuthService:
         user = await users.get_by_email(self.db, email)
         if user is None or user.is_verified or not user.is_active:
             return
-        link = await self._verification_link(user)
+        await self._send_verification(user)
         await self.db.commit()
-        self._send_verification(user, link)
 
     async def verify_email(self, token: str) -> None:
         """Confirms an address: a new account's, or the new one of a pending email change,
@@ -121,13 +123,14 @@ class AuthService:
         # Links mailed to the old address (a password reset) die with it.
         await one_time_tokens.revoke_all(self.db, user.id)
         audit.record(self.db, AuditEventType.EMAIL_CHANGED, None, user.id)
-        await self.db.commit()
-        self.ctx.mailer.send_later(
+        self.ctx.mailer.enqueue(
+            self.db,
             "email_changed",
             old_email,
             new_email=new_email,
             reset_link=self.ctx.mailer.page("forgot-password"),
         )
+        await self.db.commit()
 
     async def login(
         self, email: str, password: str, client: ClientInfo, flow: SignInFlow
@@ -195,8 +198,9 @@ class AuthService:
             return
         ttl = self.ctx.settings.reset_password_token_ttl_seconds
         link = await self._link(user, TokenPurpose.RESET_PASSWORD, ttl)
+        mailer = self.ctx.mailer
+        mailer.enqueue(self.db, "reset_password", user.email, link=link, minutes=ttl // 60)
         await self.db.commit()
-        self.ctx.mailer.send_later("reset_password", user.email, link=link, minutes=ttl // 60)
 
     async def reset_password(self, token: str, new_password: str, client: ClientInfo) -> None:
         """Set a new password from an emailed token. No automatic sign-in: every session ends.
@@ -213,9 +217,9 @@ class AuthService:
             raise PasswordRejected(problem)
         await self._replace_password(user, new_password, client, keep=None)
         audit.record(self.db, AuditEventType.PASSWORD_RESET, client, user.id)
+        self._send_password_notice(user)
         await self.db.commit()
         await self.ctx.limiter.reset(self.ctx.limits.login_account, user.email)
-        self._send_password_notice(user)
 
     async def change_password(
         self, principal: Principal, current_password: str, new_password: str, client: ClientInfo
@@ -226,8 +230,8 @@ class AuthService:
         self._check_password(new_password, user.email)
         await self._replace_password(user, new_password, client, keep=principal.session_id)
         audit.record(self.db, AuditEventType.PASSWORD_CHANGED, client, user.id)
-        await self.db.commit()
         self._send_password_notice(user)
+        await self.db.commit()
 
     async def change_email(
         self, principal: Principal, new_email: str, current_password: str, client: ClientInfo
@@ -258,17 +262,23 @@ class AuthService:
         user = await self.db.get(User, user_id)
         if user is None or not user.is_active:
             return
-        reset_link = self.ctx.mailer.page("forgot-password")
-        self.ctx.mailer.send_later(
-            "email_change_requested", user.email, new_email=new_email, reset_link=reset_link
+        mailer = self.ctx.mailer
+        reset_link = mailer.page("forgot-password")
+        mailer.enqueue(
+            self.db,
+            "email_change_requested",
+            user.email,
+            new_email=new_email,
+            reset_link=reset_link,
         )
         if await users.get_by_email(self.db, new_email) is not None:
             await self._notify_address_in_use(new_email)
+            await self.db.commit()
             return
         ttl = self.ctx.settings.verify_email_token_ttl_seconds
         link = await self._link(user, TokenPurpose.CHANGE_EMAIL, ttl, new_email=new_email)
+        mailer.enqueue(self.db, "confirm_email_change", new_email, link=link, hours=ttl // 3600)
         await self.db.commit()
-        self.ctx.mailer.send_later("confirm_email_change", new_email, link=link, hours=ttl // 3600)
 
     async def delete_account(self, principal: Principal, password: str) -> None:
         """The user's own deletion: the password first (guessed here, it counts like a failed
@@ -320,35 +330,32 @@ class AuthService:
         ctx.later.run_with_db(what, job)
 
     async def _notify_address_in_use(self, email: str) -> None:
-        """Tell an address's owner someone tried to claim it; an outsider can trigger this,
-        so each recipient gets at most a few per window."""
+        """Tell an address's owner someone tried to claim it (queued: the caller commits); an
+        outsider can trigger this, so each recipient gets at most a few per window."""
         try:
             await self.ctx.limiter.hit(self.ctx.limits.notice, email)
         except RateLimitExceeded:
             return
-        self.ctx.mailer.send_later(
-            "account_exists", email, reset_link=self.ctx.mailer.page("forgot-password")
-        )
+        mailer = self.ctx.mailer
+        mailer.enqueue(self.db, "account_exists", email, reset_link=mailer.page("forgot-password"))
 
     def _send_password_notice(self, user: User) -> None:
-        self.ctx.mailer.send_later(
-            "password_changed", user.email, reset_link=self.ctx.mailer.page("forgot-password")
-        )
+        mailer = self.ctx.mailer
+        reset_link = mailer.page("forgot-password")
+        mailer.enqueue(self.db, "password_changed", user.email, reset_link=reset_link)
 
-    async def _verification_link(self, user: User) -> str:
+    async def _send_verification(self, user: User) -> None:
+        """A fresh verification link and its mail, in the transaction; the caller commits."""
         ttl = self.ctx.settings.verify_email_token_ttl_seconds
-        return await self._link(user, TokenPurpose.VERIFY_EMAIL, ttl)
-
-    def _send_verification(self, user: User, link: str) -> None:
-        hours = self.ctx.settings.verify_email_token_ttl_seconds // 3600
-        self.ctx.mailer.send_later("verify_email", user.email, link=link, hours=hours)
+        link = await self._link(user, TokenPurpose.VERIFY_EMAIL, ttl)
+        self.ctx.mailer.enqueue(self.db, "verify_email", user.email, link=link, hours=ttl // 3600)
 
     async def _link(
         self, user: User, purpose: TokenPurpose, ttl: int, *, new_email: str | None = None
     ) -> str:
         """Add a fresh one-time token to the transaction (older ones of its purpose die) and
-        return its link, to mail once the token is committed. A change of address is
-        confirmed on the same page as a new one."""
+        return its link, to queue in the same transaction. A change of address is confirmed
+        on the same page as a new one."""
         token = await one_time_tokens.issue(self.db, user, purpose, ttl, new_email=new_email)
         return self.ctx.mailer.link(LINK_PAGES[purpose], token)
 

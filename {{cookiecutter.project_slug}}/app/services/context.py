@@ -46,7 +46,7 @@ class Context:
                 settings.redis_url, secret=secret, enabled=settings.rate_limit_enabled
             ),
             limits=AuthLimits.from_settings(settings),
-            mailer=Mailer(settings, deferred=later),
+            mailer=Mailer(settings, sessionmaker, deferred=later),
             later=later,
             vault=SecretBox(
                 settings.mfa_encryption_key.get_secret_value()

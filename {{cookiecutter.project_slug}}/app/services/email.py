@@ -1,20 +1,26 @@
 """Transactional email: Jinja2 templates, an SMTP backend and a console backend.
 
-Messages go out after the response (app/services/deferred.py), so a response never waits
-for (or reveals) a send.
+Messages are queued in the outbox (app/services/outbox.py) within the transaction of the event
+that causes them, and delivered from there: right after that commit (after the response, so a
+response never waits for, or reveals, a send), and again with backoff while sending fails.
 """
 
 import logging
-from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Protocol
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
+from app.core.secretbox import SecretBox
+from app.services import outbox
 from app.services.deferred import Deferred
+from app.services.outbox import Courier, DeliveryReport, Email, EmailBackend
+
+__all__ = ["ConsoleBackend", "Email", "EmailBackend", "Mailer", "SmtpBackend"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +38,6 @@ SUBJECTS = {
     "second_step_failed": "Someone knows your password",
     "account_deleted": "Your account was deleted",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Email:
-    to: str
-    subject: str
-    text: str
-    html: str
-
-
-class EmailBackend(Protocol):
-    async def send(self, email: Email) -> None: ...
 
 
 class ConsoleBackend:
@@ -80,21 +74,48 @@ class SmtpBackend:
         )
 
 
+def mail_box(settings: Settings) -> SecretBox:
+    """The key that seals queued bodies: of its own purpose, derived from what the
+    second-factor secrets' key is (`MFA_ENCRYPTION_KEY`, else `SECRET_KEY`), so that mail
+    queued before a rotation of `SECRET_KEY` survives it where that key is set."""
+    key = settings.mfa_encryption_key or settings.secret_key
+    return SecretBox(key.get_secret_value(), purpose="mail-outbox")
+
+
 class Mailer:
+    """Renders messages and queues them (`enqueue`); its `courier` delivers them."""
+
     def __init__(
         self,
         settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        box: SecretBox | None = None,
         backend: EmailBackend | None = None,
         deferred: Deferred | None = None,
     ) -> None:
         self.settings = settings
-        self.deferred = deferred or Deferred()
-        self.backend = backend or self._default_backend(settings)
+        self.deferred = deferred or Deferred(sessionmaker)
+        self.courier = Courier(
+            sessionmaker,
+            settings,
+            box or mail_box(settings),
+            self._default_backend(settings) if backend is None else backend,
+        )
+        self._delivery_scheduled = False
         self._templates = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html"]),
             keep_trailing_newline=True,
         )
+
+    @property
+    def backend(self) -> EmailBackend:
+        return self.courier.backend
+
+    @backend.setter
+    def backend(self, backend: EmailBackend) -> None:
+        self.courier.backend = backend
 
     @staticmethod
     def _default_backend(settings: Settings) -> EmailBackend:
@@ -118,17 +139,29 @@ class Mailer:
             html=self._templates.get_template(f"{template}.html").render(context),
         )
 
-    def send_later(self, template: str, to: str, **context: object) -> None:
+    def enqueue(self, db: AsyncSession, template: str, to: str, **context: object) -> None:
+        """Queue a message in `db`'s transaction: it exists once the caller commits (and not
+        if it rolls back), and is sent right after that commit."""
         email = self.render(template, to, **context)
-        self.deferred.run(f"{template} email", lambda: self._deliver(email))
+        outbox.enqueue(db, self.courier.box, email, template, wake=self._schedule_delivery)
+
+    async def deliver_due(self) -> DeliveryReport:
+        """Send what is due now (`python -m app.cli send-mail`, the service's worker)."""
+        return await self.courier.deliver_due()
 
     async def wait_idle(self) -> None:
-        """Wait for messages in flight and the deferred work that may still send some
-        (shutdown, tests)."""
+        """Wait for the deferred work, which may queue mail, and the delivery of what it and
+        earlier commits queued (shutdown, the CLI, tests)."""
         await self.deferred.wait_idle()
 
-    async def _deliver(self, email: Email) -> None:
-        try:
-            await self.backend.send(email)
-        except Exception:
-            logger.exception("Could not send %r email to %s", email.subject, email.to)
+    def _schedule_delivery(self) -> None:
+        """After a commit that queued mail: a round of delivery after the response (at once
+        outside a request), unless one is already waiting to start, which will see it."""
+        if self._delivery_scheduled:
+            return
+        self._delivery_scheduled = True
+        self.deferred.run("mail delivery", self._deliver_scheduled)
+
+    async def _deliver_scheduled(self) -> None:
+        self._delivery_scheduled = False
+        await self.courier.deliver_due()

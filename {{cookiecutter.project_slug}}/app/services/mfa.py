@@ -93,8 +93,8 @@ async def reset_factors(
     db: AsyncSession, user_id: uuid.UUID, client: ClientInfo | None, by: str
 ) -> None:
     """Remove every factor, code and pending step of a user who lost them (an admin or an
-    operator decides; `by` names them in the audit event). The caller commits, then calls
-    `notify`: the user may now sign in with the password alone."""
+    operator decides; `by` names them in the audit event). The caller calls `notify`, then
+    commits: the user may now sign in with the password alone."""
     for table in (TotpFactor, RecoveryCode, Passkey):
         await db.exec(delete(table).where(col(table.user_id) == user_id))
     await challenges.cancel_all(db, user_id)
@@ -172,8 +172,8 @@ class MfaService:
             principal.id, RevokeReason.MFA_ENABLED, client, keep=principal.session_id
         )
         audit.record(self.db, AuditEventType.TOTP_ENABLED, client, principal.id)
-        await self.db.commit()
         self._notify(user, "An authenticator app was set up as a second factor.")
+        await self.db.commit()
         return codes
 
     async def disable_totp(self, principal: Principal, client: ClientInfo) -> None:
@@ -183,8 +183,8 @@ class MfaService:
         await self.db.delete(factor)
         await drop_codes_without_factor(self.db, principal.id)
         audit.record(self.db, AuditEventType.TOTP_DISABLED, client, principal.id)
-        await self.db.commit()
         self._notify(await self._user(principal.id), "The authenticator app was removed.")
+        await self.db.commit()
 
     async def new_recovery_codes(self, principal: Principal, client: ClientInfo) -> list[str]:
         """A new set; the old one stops working."""
@@ -192,8 +192,8 @@ class MfaService:
             raise NoSecondFactor()
         codes = await self._replace_recovery_codes(principal.id)
         audit.record(self.db, AuditEventType.RECOVERY_CODES_GENERATED, client, principal.id)
-        await self.db.commit()
         self._notify(await self._user(principal.id), "New recovery codes were generated.")
+        await self.db.commit()
         return codes
 
     # --- the second step of a sign-in --------------------------------------------------------
@@ -231,16 +231,17 @@ class MfaService:
         return "recovery_code" if ok else None
 
     async def second_step_failed(self, user: User, client: ClientInfo, why: str) -> None:
-        """Evidence that someone has the password: audited (committed now, as the request
-        fails) and mailed to the owner, at most a few times an hour."""
+        """Evidence that someone has the password: audited and mailed to the owner, at most a
+        few times an hour; both committed now, as the request fails."""
         await audit.record_now(self.db, AuditEventType.MFA_FAILED, client, user.id, detail=why)
         try:
             await self.ctx.limiter.hit(self.ctx.limits.notice, user.email)
         except RateLimitExceeded:  # a notice over its limit is simply not sent
             return
-        self.ctx.mailer.send_later(
-            "second_step_failed", user.email, reset_link=self.ctx.mailer.page("forgot-password")
-        )
+        mailer = self.ctx.mailer
+        reset_link = mailer.page("forgot-password")
+        mailer.enqueue(self.db, "second_step_failed", user.email, reset_link=reset_link)
+        await self.db.commit()
 
     # --- reauthentication --------------------------------------------------------------------
 
@@ -350,14 +351,14 @@ class MfaService:
         return user
 
     def _notify(self, user: User, what: str) -> None:
-        notify(self.ctx, user.email, what)
+        notify(self.ctx, self.db, user.email, what)
 
 
-def notify(ctx: Context, email: str, what: str) -> None:
-    """Tell the owner their sign-in methods changed: if it was not them, they can act."""
-    ctx.mailer.send_later(
-        "security_notice", email, what=what, reset_link=ctx.mailer.page("forgot-password")
-    )
+def notify(ctx: Context, db: AsyncSession, email: str, what: str) -> None:
+    """Tell the owner their sign-in methods changed: if it was not them, they can act. Queued
+    in `db`'s transaction, with the change; the caller commits."""
+    reset_link = ctx.mailer.page("forgot-password")
+    ctx.mailer.enqueue(db, "security_notice", email, what=what, reset_link=reset_link)
 
 
 def passkey_view(passkey: Passkey) -> PasskeyView:

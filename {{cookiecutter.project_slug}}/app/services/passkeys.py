@@ -154,8 +154,8 @@ class PasskeyService:
         )
         self.db.add(passkey)
         audit.record(self.db, AuditEventType.PASSKEY_ADDED, client, principal.id, detail=name)
+        notify(self.ctx, self.db, principal.email, f"A passkey was added: {name}.")
         await self.db.commit()
-        notify(self.ctx, principal.email, f"A passkey was added: {name}.")
         return passkey_view(passkey)
 
     async def rename(self, principal: Principal, passkey_id: uuid.UUID, name: str) -> PasskeyView:
@@ -172,8 +172,8 @@ class PasskeyService:
         await self.db.delete(passkey)
         await drop_codes_without_factor(self.db, principal.id)
         audit.record(self.db, AuditEventType.PASSKEY_REMOVED, client, principal.id, detail=name)
+        notify(self.ctx, self.db, principal.email, f"A passkey was removed: {name}.")
         await self.db.commit()
-        notify(self.ctx, principal.email, f"A passkey was removed: {name}.")
 
     # --- sign-in -----------------------------------------------------------------------------
 

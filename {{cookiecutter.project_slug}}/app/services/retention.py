@@ -1,8 +1,8 @@
 """Retention: rows that have served their purpose are deleted, so that no table grows for ever.
 
 A busy service adds a session per sign-in, a token per emailed link, a challenge per second
-step and audit events per request that matters. `Purger.run` deletes what is past its
-retention (`RULES`); `python -m app.cli purge` runs it once, the service every
+step, audit events per request that matters and a row per email. `Purger.run` deletes what is
+past its retention (`RULES`); `python -m app.cli purge` runs it once, the service every
 `PURGE_INTERVAL_SECONDS`. One worker at a time: the `purge` lease (`app/db/leases.py`) says
 who, and when the next run is due, for the whole fleet. Rows go in batches, a transaction
 each, so a purge of a large backlog never holds a table's write lock for long.
@@ -28,6 +28,7 @@ from app.core import clock
 from app.core.config import Settings
 from app.db import leases
 from app.models import AuditEvent, DeviceSession, MfaChallenge, OneTimeToken
+from app.models.outbox import OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ LEASE_TIME = timedelta(minutes=5)
 # How often a worker asks whether the purge is due (one conditional UPDATE).
 CHECK_SECONDS = 60
 DAY = timedelta(days=1)
+# A sent message (its body is gone already) is kept a week, to answer "did my mail go out?";
+# a dead one a month, for `send-mail --retry-dead` after a long outage.
+SENT_MAIL_KEPT = timedelta(days=7)
+DEAD_MAIL_KEPT = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,8 @@ RULES = (
     Rule("MFA challenges", MfaChallenge, MfaChallenge.used_at, lambda _: DAY),
     Rule("MFA challenges", MfaChallenge, MfaChallenge.expires_at, lambda _: DAY),
     Rule("audit events", AuditEvent, AuditEvent.created_at, _days("audit_retention_days")),
+    Rule("mails", OutboxMessage, OutboxMessage.sent_at, lambda _: SENT_MAIL_KEPT),
+    Rule("mails", OutboxMessage, OutboxMessage.dead_at, lambda _: DEAD_MAIL_KEPT),
 )
 
 

@@ -50,13 +50,14 @@ class SignIns:
         self.db.add(user)
         _session, tokens = await self.sessions.start(user, client, method)
         audit.record(self.db, AuditEventType.LOGIN_SUCCEEDED, client, user.id, detail=method)
-        await self.db.commit()
         if not known_device:
-            self.ctx.mailer.send_later(
+            self.ctx.mailer.enqueue(
+                self.db,
                 "new_device",
                 user.email,
                 device=f"{device.label} ({client.ip})" if client.ip else device.label,
                 method=METHOD_LABELS[method],
                 reset_link=self.ctx.mailer.page("forgot-password"),
             )
+        await self.db.commit()
         return SignedIn(user=await users.view(self.db, user), tokens=tokens, flow=flow)
