@@ -104,7 +104,7 @@ class AccountService:
         client: ClientInfo | None = None,
     ) -> None:
         """Delete the account, its dependent rows and the personal data of its audit events,
-        in one transaction; then tell the address. `by` is the admin who does it (`client`
+        in one transaction, with the notice to the address. `by` is the admin who does it (`client`
         theirs), None when the user does it themselves: the caller has checked the right to.
 
         The `user_deleted` event names the account by id. It records the admin and their
@@ -127,5 +127,5 @@ class AccountService:
             detail = f"user {user.id} by admin {by.id}"
             audit.record(self.db, AuditEventType.USER_DELETED, client, by.id, detail)
         await self.db.exec(delete(User).where(col(User.id) == user.id))
+        self.ctx.mailer.enqueue(self.db, "account_deleted", email, by_admin=by is not None)
         await self.db.commit()
-        self.ctx.mailer.send_later("account_deleted", email, by_admin=by is not None)
