@@ -299,6 +299,8 @@ class Target:
     title: str
     service: Server
     ceiling: Server
+    # The same service on the same database with METRICS_ENABLED=true (the metrics row).
+    metrics_service: Server
     password: str
     project: Path
     env: dict[str, str]
@@ -397,6 +399,8 @@ class Benchmark:
             BENCH_JWT_ISSUER=project.name,
             BENCH_JWT_AUDIENCE=project.name,
         )
+        metrics_port = free_port()
+        metrics_env = {**env, "METRICS_ENABLED": "true", "METRICS_TOKEN": secrets.token_urlsafe(32)}
         if kind == "uvicorn":
             title = "uvicorn, 1 worker"
             self.log("alembic upgrade head")
@@ -408,6 +412,12 @@ class Benchmark:
                 args=uvicorn_args("app.main:app", port), cwd=project, env=env, port=port,
                 ready_path="/health/live", log=logs / "service-uvicorn.log", gunicorn=False,
                 shown_command=f"uvicorn app.main:app --workers 1 --port {port} --no-access-log",
+            )  # fmt: skip
+            metrics_service = start_server(
+                self.procs, name="service with metrics (uvicorn)",
+                args=uvicorn_args("app.main:app", metrics_port), cwd=project, env=metrics_env,
+                port=metrics_port, ready_path="/health/live",
+                log=logs / "service-uvicorn-metrics.log", gunicorn=False,
             )  # fmt: skip
             ceiling = start_server(
                 self.procs, name="ceiling app (uvicorn)",
@@ -429,6 +439,14 @@ class Benchmark:
                 gunicorn=True, workers=args.workers,
                 shown_command=f"WEB_CONCURRENCY={args.workers} PORT={port} scripts/start.sh",
             )  # fmt: skip
+            metrics_service = start_server(
+                self.procs, name="service with metrics (scripts/start.sh)",
+                args=["sh", "scripts/start.sh"], cwd=project,
+                env={**metrics_env, "PORT": str(metrics_port),
+                     "WEB_CONCURRENCY": str(args.workers)},
+                port=metrics_port, ready_path="/health/live",
+                log=logs / "service-prod-metrics.log", gunicorn=True, workers=args.workers,
+            )  # fmt: skip
             ceiling = start_server(
                 self.procs, name="ceiling app (gunicorn)",
                 args=gunicorn_args("ceiling_app:app", ceiling_port, args.workers,
@@ -439,10 +457,11 @@ class Benchmark:
                 f"-w {args.workers} -b 127.0.0.1:{ceiling_port} --access-logfile - "
                 "--chdir benchmarks",
             )  # fmt: skip
-        self.log(f"service pid {service.process.pid}, ceiling app pid {ceiling.process.pid}")
+        self.log(f"service pid {service.process.pid}, ceiling app pid {ceiling.process.pid}, "
+                 f"with METRICS_ENABLED=true pid {metrics_service.process.pid}")  # fmt: skip
         self.log(f"seeding {EMAIL} with: python -m app.cli create-admin")
         seed_user(project, env, EMAIL, password)
-        return Target(kind, title, service, ceiling, password, project, env)
+        return Target(kind, title, service, ceiling, metrics_service, password, project, env)
 
     def measure_target(
         self, kind: str, project: Path, env: dict[str, str], params: dict[str, int]
@@ -460,6 +479,7 @@ class Benchmark:
         finally:
             self.procs.stop(target.service.process)
             self.procs.stop(target.ceiling.process)
+            self.procs.stop(target.metrics_service.process)
         measurements = {
             name: (median_of(values) if name != "argon2_ceiling" else self.argon2_median(values))
             for name, values in rounds.items()
@@ -493,6 +513,9 @@ class Benchmark:
         ua = {"User-Agent": USER_AGENT}
         me = Job("users_me", service, f"{API}/users/me", args.connections,
                  headers={**ua, "Cookie": cookie})  # fmt: skip
+        # The same request to the twin with metrics on: same database, same session.
+        me_metrics = Job("users_me_metrics", target.metrics_service.base_url, f"{API}/users/me",
+                         args.connections, headers={**ua, "Cookie": cookie})  # fmt: skip
         login_body = json.dumps({"email": EMAIL, "password": target.password}).encode()
         json_headers = {**ua, "Content-Type": "application/json"}
         login = Job("login", service, f"{API}/auth/login", args.login_connections,
@@ -510,6 +533,7 @@ class Benchmark:
             (["ceiling_jwt"], [Job("ceiling_jwt", ceiling, "/jwt", args.connections,
                                    headers={**ua, "Cookie": f"access_token={token}"})]),
             (["users_me"], [me]),
+            (["users_me_metrics"], [me_metrics]),
             (["refresh"], [refresh]),
             (["login"], [login]),
             (["mfa_verify"], [totp]),

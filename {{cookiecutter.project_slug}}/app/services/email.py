@@ -13,6 +13,7 @@ from typing import Protocol
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from app.core import metrics
 from app.core.config import Settings
 from app.services.deferred import Deferred
 
@@ -120,6 +121,7 @@ class Mailer:
     def send_later(self, template: str, to: str, **context: object) -> None:
         email = self.render(template, to, **context)
         self.deferred.run(f"{template} email", lambda: self._deliver(email))
+        metrics.EMAILS_QUEUED.inc()
 
     async def wait_idle(self) -> None:
         """Wait for messages in flight and the deferred work that may still send some
@@ -130,4 +132,7 @@ class Mailer:
         try:
             await self.backend.send(email)
         except Exception:
+            metrics.EMAILS_FAILED.inc()
             logger.exception("Could not send %r email to %s", email.subject, email.to)
+        else:
+            metrics.EMAILS_SENT.inc()

@@ -4,6 +4,7 @@ notice, so the second step cannot forget what a one-step sign-in does."""
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core import metrics
 from app.domain import SecondStepRequired, SignedIn, SignInFlow
 from app.models import AuditEventType, User
 from app.models.base import utcnow
@@ -51,6 +52,7 @@ class SignIns:
         _session, tokens = await self.sessions.start(user, client, method)
         audit.record(self.db, AuditEventType.LOGIN_SUCCEEDED, client, user.id, detail=method)
         await self.db.commit()
+        metrics.count_login("success")
         if not known_device:
             self.ctx.mailer.send_later(
                 "new_device",
