@@ -8,6 +8,7 @@ a load balancer's trace id). Anyone else's header is dropped before the middlewa
 client cannot put text into the log nor give its requests the id of someone else's.
 """
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,20 +27,29 @@ def is_well_formed(value: str) -> bool:
     return WELL_FORMED.fullmatch(value) is not None
 
 
+def new_request_id() -> str:
+    """128 random bits in hex, like the library's `uuid4().hex` at a third of the cost."""
+    return os.urandom(16).hex()
+
+
 @dataclass
 class RequestIdMiddleware(CorrelationIdMiddleware):
     """The library's middleware, given only the headers of trusted peers."""
 
     trusted: Networks = field(default_factory=list)
     header_name: str = HEADER
+    generator: Callable[[], str] = new_request_id
     validator: Callable[[str], bool] | None = is_well_formed  # the library's: UUIDs only
     update_request_header: bool = False  # the app reads the id from the context, not a header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self._from_trusted_peer(scope):
+        if scope["type"] == "http":
             headers = scope["headers"]
-            if any(name == RAW_HEADER for name, _ in headers):
-                scope["headers"] = [(name, value) for name, value in headers if name != RAW_HEADER]
+            for name, _ in headers:
+                if name == RAW_HEADER:  # the peer is looked at only when there is a header
+                    if not self._from_trusted_peer(scope):
+                        scope["headers"] = [item for item in headers if item[0] != RAW_HEADER]
+                    break
         await super().__call__(scope, receive, send)
 
     def _from_trusted_peer(self, scope: Scope) -> bool:
