@@ -34,7 +34,7 @@ def checks(m: dict[str, Any]) -> dict[str, dict[str, Any]]:
     login_vs_argon2 = _paired(m, "login", "argon2_ceiling")
     storm = _paired(m, "users_me_storm", "users_me", "p99_ms")
     totp_vs_login = _paired(m, "mfa_verify", "login")
-    metrics_on_vs_off = _paired(m, "users_me_metrics", "users_me")
+    metrics_on_vs_off = _paired(m, "users_me_metrics_on", "users_me_metrics_off")
     rss = m["worker_rss"]["rss_mib"]
     return {
         "users_me_vs_jwt_ceiling": {
@@ -109,9 +109,10 @@ def rows(target: dict[str, Any]) -> list[list[str]]:
             f">= {USERS_ME_VS_JWT}x JWT",
             _mark(c["users_me_vs_jwt_ceiling"]["pass"]),
         ),
+        _load_row("GET /api/v1/users/me, twin, METRICS_ENABLED=false", m["users_me_metrics_off"]),
         _load_row(
-            "GET /api/v1/users/me, METRICS_ENABLED=true",
-            m["users_me_metrics"],
+            "GET /api/v1/users/me, twin, METRICS_ENABLED=true",
+            m["users_me_metrics_on"],
             f"{c['users_me_metrics_on_vs_off']['value']:.2f}x metrics off",
             f">= {METRICS_ON_VS_OFF}x off",
             _mark(c["users_me_metrics_on_vs_off"]["pass"]),

@@ -299,8 +299,8 @@ class Target:
     title: str
     service: Server
     ceiling: Server
-    # The same service on the same database with METRICS_ENABLED=true (the metrics row).
-    metrics_service: Server
+    # The metrics rows' twins, "off" and "on": METRICS_ENABLED, the only difference.
+    twins: dict[str, Server]
     password: str
     project: Path
     env: dict[str, str]
@@ -399,8 +399,6 @@ class Benchmark:
             BENCH_JWT_ISSUER=project.name,
             BENCH_JWT_AUDIENCE=project.name,
         )
-        metrics_port = free_port()
-        metrics_env = {**env, "METRICS_ENABLED": "true", "METRICS_TOKEN": secrets.token_urlsafe(32)}
         if kind == "uvicorn":
             title = "uvicorn, 1 worker"
             self.log("alembic upgrade head")
@@ -412,12 +410,6 @@ class Benchmark:
                 args=uvicorn_args("app.main:app", port), cwd=project, env=env, port=port,
                 ready_path="/health/live", log=logs / "service-uvicorn.log", gunicorn=False,
                 shown_command=f"uvicorn app.main:app --workers 1 --port {port} --no-access-log",
-            )  # fmt: skip
-            metrics_service = start_server(
-                self.procs, name="service with metrics (uvicorn)",
-                args=uvicorn_args("app.main:app", metrics_port), cwd=project, env=metrics_env,
-                port=metrics_port, ready_path="/health/live",
-                log=logs / "service-uvicorn-metrics.log", gunicorn=False,
             )  # fmt: skip
             ceiling = start_server(
                 self.procs, name="ceiling app (uvicorn)",
@@ -439,14 +431,6 @@ class Benchmark:
                 gunicorn=True, workers=args.workers,
                 shown_command=f"WEB_CONCURRENCY={args.workers} PORT={port} scripts/start.sh",
             )  # fmt: skip
-            metrics_service = start_server(
-                self.procs, name="service with metrics (scripts/start.sh)",
-                args=["sh", "scripts/start.sh"], cwd=project,
-                env={**metrics_env, "PORT": str(metrics_port),
-                     "WEB_CONCURRENCY": str(args.workers)},
-                port=metrics_port, ready_path="/health/live",
-                log=logs / "service-prod-metrics.log", gunicorn=True, workers=args.workers,
-            )  # fmt: skip
             ceiling = start_server(
                 self.procs, name="ceiling app (gunicorn)",
                 args=gunicorn_args("ceiling_app:app", ceiling_port, args.workers,
@@ -457,11 +441,34 @@ class Benchmark:
                 f"-w {args.workers} -b 127.0.0.1:{ceiling_port} --access-logfile - "
                 "--chdir benchmarks",
             )  # fmt: skip
-        self.log(f"service pid {service.process.pid}, ceiling app pid {ceiling.process.pid}, "
-                 f"with METRICS_ENABLED=true pid {metrics_service.process.pid}")  # fmt: skip
+        self.log(f"service pid {service.process.pid}, ceiling app pid {ceiling.process.pid}")
+        twins = {state: self.start_twin(kind, project, env, state) for state in ("off", "on")}
         self.log(f"seeding {EMAIL} with: python -m app.cli create-admin")
         seed_user(project, env, EMAIL, password)
-        return Target(kind, title, service, ceiling, metrics_service, password, project, env)
+        return Target(kind, title, service, ceiling, twins, password, project, env)
+
+    def start_twin(self, kind: str, project: Path, env: dict[str, str], metrics: str) -> Server:
+        """One of the two twins of the metrics rows: the service as `kind` serves it, on the
+        same database, with METRICS_ENABLED off or on, serving nothing but those rows."""
+        port, log = free_port(), self.scratch / "logs" / f"twin-{kind}-metrics-{metrics}.log"
+        twin_env = {**env, "METRICS_ENABLED": "false"}
+        if metrics == "on":
+            twin_env.update(METRICS_ENABLED="true", METRICS_TOKEN=secrets.token_urlsafe(32))
+        name = f"twin with METRICS_ENABLED={twin_env['METRICS_ENABLED']} ({kind})"
+        if kind == "uvicorn":
+            twin = start_server(
+                self.procs, name=name, args=uvicorn_args("app.main:app", port), cwd=project,
+                env=twin_env, port=port, ready_path="/health/live", log=log, gunicorn=False,
+            )  # fmt: skip
+        else:
+            workers = self.args.workers
+            twin = start_server(
+                self.procs, name=name, args=["sh", "scripts/start.sh"], cwd=project,
+                env={**twin_env, "PORT": str(port), "WEB_CONCURRENCY": str(workers)},
+                port=port, ready_path="/health/live", log=log, gunicorn=True, workers=workers,
+            )  # fmt: skip
+        self.log(f"{name} pid {twin.process.pid}")
+        return twin
 
     def measure_target(
         self, kind: str, project: Path, env: dict[str, str], params: dict[str, int]
@@ -471,7 +478,7 @@ class Benchmark:
             rounds: dict[str, list[dict]] = {}
             for number in range(1, self.args.rounds + 1):
                 self.log(f"{target.title}: round {number}/{self.args.rounds}")
-                for name, result in self.one_round(target, project, params).items():
+                for name, result in self.one_round(target, project, params, number).items():
                     rounds.setdefault(name, []).append(result)
             # wrk stops with logins still queued in the service: let them finish first.
             time.sleep(RSS_SETTLE_SECONDS)
@@ -479,7 +486,8 @@ class Benchmark:
         finally:
             self.procs.stop(target.service.process)
             self.procs.stop(target.ceiling.process)
-            self.procs.stop(target.metrics_service.process)
+            for twin in target.twins.values():
+                self.procs.stop(twin.process)
         measurements = {
             name: (median_of(values) if name != "argon2_ceiling" else self.argon2_median(values))
             for name, values in rounds.items()
@@ -506,16 +514,22 @@ class Benchmark:
             "rounds": rounds,
         }
 
-    def one_round(self, target: Target, project: Path, params: dict[str, int]) -> dict[str, dict]:
+    def one_round(
+        self, target: Target, project: Path, params: dict[str, int], number: int = 1
+    ) -> dict[str, dict]:
         args = self.args
         service, ceiling = target.service.base_url, target.ceiling.base_url
         cookie = access_cookie(service, target.password)
         ua = {"User-Agent": USER_AGENT}
         me = Job("users_me", service, f"{API}/users/me", args.connections,
                  headers={**ua, "Cookie": cookie})  # fmt: skip
-        # The same request to the twin with metrics on: same database, same session.
-        me_metrics = Job("users_me_metrics", target.metrics_service.base_url, f"{API}/users/me",
-                         args.connections, headers={**ua, "Cookie": cookie})  # fmt: skip
+        # The same request to the twins, metrics off and on, back to back in an order that
+        # alternates between rounds: same database, same session, same history.
+        twins = [
+            Job(f"users_me_metrics_{state}", target.twins[state].base_url, f"{API}/users/me",
+                args.connections, headers={**ua, "Cookie": cookie})
+            for state in (("off", "on") if number % 2 else ("on", "off"))
+        ]  # fmt: skip
         login_body = json.dumps({"email": EMAIL, "password": target.password}).encode()
         json_headers = {**ua, "Content-Type": "application/json"}
         login = Job("login", service, f"{API}/auth/login", args.login_connections,
@@ -533,7 +547,8 @@ class Benchmark:
             (["ceiling_jwt"], [Job("ceiling_jwt", ceiling, "/jwt", args.connections,
                                    headers={**ua, "Cookie": f"access_token={token}"})]),
             (["users_me"], [me]),
-            (["users_me_metrics"], [me_metrics]),
+            ([twins[0].name], [twins[0]]),
+            ([twins[1].name], [twins[1]]),
             (["refresh"], [refresh]),
             (["login"], [login]),
             (["mfa_verify"], [totp]),

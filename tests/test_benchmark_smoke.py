@@ -20,7 +20,8 @@ LOAD_MEASUREMENTS = (
     "ceiling_bare",
     "ceiling_jwt",
     "users_me",
-    "users_me_metrics",
+    "users_me_metrics_off",
+    "users_me_metrics_on",
     "refresh",
     "login",
     "mfa_verify",
@@ -68,7 +69,7 @@ def test_quick_benchmark_reports_every_measurement(
 
     table = output.with_suffix(".md").read_text()
     assert "GET /api/v1/users/me" in table
-    assert "GET /api/v1/users/me, METRICS_ENABLED=true" in table
+    assert "GET /api/v1/users/me, twin, METRICS_ENABLED=true" in table
     assert "POST /api/v1/auth/login" in table
     assert "POST /api/v1/auth/mfa/verify" in table
     assert "POST /api/v1/auth/passkeys/login" in table
