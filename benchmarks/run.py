@@ -275,6 +275,20 @@ def median_of(rounds: list[dict]) -> dict:
     return summary
 
 
+def combined(earlier: dict | None, later: dict) -> dict:
+    """Two loads of one row in a round as one: requests over seconds, the mean p50, the worse
+    p99 (the twins' rows are measured twice a round)."""
+    if earlier is None:
+        return later
+    both = {key: earlier[key] + later[key] for key in ("requests", "seconds", "errors", "starved")}
+    return {
+        **both,
+        "rps": round(both["requests"] / both["seconds"], 2) if both["seconds"] > 0 else 0.0,
+        "p50_ms": round((earlier["p50_ms"] + later["p50_ms"]) / 2, 3),
+        "p99_ms": max(earlier["p99_ms"], later["p99_ms"]),
+    }
+
+
 def tool_version(args: list[str]) -> str:
     try:
         result = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
@@ -523,9 +537,10 @@ class Benchmark:
         ua = {"User-Agent": USER_AGENT}
         me = Job("users_me", service, f"{API}/users/me", args.connections,
                  headers={**ua, "Cookie": cookie})  # fmt: skip
-        # The same request to the twins, metrics off and on, back to back in an order that
-        # alternates between rounds: same database, same session, same history.
-        twins = [
+        # The same request to the twins, metrics off and on (same database, same session, same
+        # history), as A-B-B-A, A alternating between rounds: a drift of the machine's speed
+        # during the four loads, or a cost to whichever goes second, falls on both alike.
+        first, second = [
             Job(f"users_me_metrics_{state}", target.twins[state].base_url, f"{API}/users/me",
                 args.connections, headers={**ua, "Cookie": cookie})
             for state in (("off", "on") if number % 2 else ("on", "off"))
@@ -547,8 +562,10 @@ class Benchmark:
             (["ceiling_jwt"], [Job("ceiling_jwt", ceiling, "/jwt", args.connections,
                                    headers={**ua, "Cookie": f"access_token={token}"})]),
             (["users_me"], [me]),
-            ([twins[0].name], [twins[0]]),
-            ([twins[1].name], [twins[1]]),
+            ([first.name], [first]),
+            ([second.name], [second]),
+            ([second.name], [second]),
+            ([first.name], [first]),
             (["refresh"], [refresh]),
             (["login"], [login]),
             (["mfa_verify"], [totp]),
@@ -563,7 +580,7 @@ class Benchmark:
                 continue
             measured = self.load(target, jobs)
             for name, result in zip(names, measured, strict=True):
-                results[name] = result.as_dict()
+                results[name] = combined(results.get(name), result.as_dict())
                 if result.requests == 0:
                     self.log(f"  WARNING: no {name} request completed in {args.duration:g} s; "
                              "use a longer --duration (or fewer --login-connections)")  # fmt: skip

@@ -9,8 +9,8 @@ handed over to run after the response (app/services/deferred.py) runs in a copy 
 request's context, so its lines carry the same id. Lines outside any request (start-up, the
 purge loop) have none.
 
-A JSON line: {"level": "info", "logger": "app.services.email", "timestamp":
-"2026-12-01T10:00:00.000000Z", "request_id": "4f0c...", "message": "Email to ..."}.
+A JSON line: {"level": "warning", "logger": "app.core.rate_limit", "timestamp":
+"2026-12-01T10:00:00.000000Z", "request_id": "4f0c...", "message": "Redis unavailable ..."}.
 An access line adds method, path, status and client; its path never has the query string.
 """
 

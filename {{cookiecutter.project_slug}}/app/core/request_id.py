@@ -43,7 +43,7 @@ class RequestIdMiddleware(CorrelationIdMiddleware):
     update_request_header: bool = False  # the app reads the id from the context, not a header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             headers = scope["headers"]
             for name, _ in headers:
                 if name == RAW_HEADER:  # the peer is looked at only when there is a header
