@@ -313,14 +313,14 @@ class Target:
     title: str
     service: Server
     ceiling: Server
-    # The metrics rows' twins, "off" and "on": METRICS_ENABLED, the only difference.
-    twins: dict[str, Server]
     password: str
     project: Path
     env: dict[str, str]
     pool: list[str] = field(default_factory=list)  # unused refresh tokens
     # The last rate of each single-use row: how many bodies the next load needs.
     expected_rps: dict[str, float] = field(default_factory=dict)
+    # The metrics rows' twins of this round, "off" and "on": METRICS_ENABLED, the only difference.
+    twins: dict[str, Server] = field(default_factory=dict)
 
 
 class Benchmark:
@@ -456,15 +456,27 @@ class Benchmark:
                 "--chdir benchmarks",
             )  # fmt: skip
         self.log(f"service pid {service.process.pid}, ceiling app pid {ceiling.process.pid}")
-        twins = {state: self.start_twin(kind, project, env, state) for state in ("off", "on")}
         self.log(f"seeding {EMAIL} with: python -m app.cli create-admin")
         seed_user(project, env, EMAIL, password)
-        return Target(kind, title, service, ceiling, twins, password, project, env)
+        return Target(kind, title, service, ceiling, password, project, env)
+
+    def start_twins(self, target: Target) -> None:
+        """A new pair for each round: two processes of one program can differ by several per
+        cent in speed (memory layout), so the median over rounds is over several pairs."""
+        self.stop_twins(target)
+        for state in ("off", "on"):
+            target.twins[state] = self.start_twin(target.key, target.project, target.env, state)
+
+    def stop_twins(self, target: Target) -> None:
+        for twin in target.twins.values():
+            self.procs.stop(twin.process)
+        target.twins.clear()
 
     def start_twin(self, kind: str, project: Path, env: dict[str, str], metrics: str) -> Server:
         """One of the two twins of the metrics rows: the service as `kind` serves it, on the
         same database, with METRICS_ENABLED off or on, serving nothing but those rows."""
-        port, log = free_port(), self.scratch / "logs" / f"twin-{kind}-metrics-{metrics}.log"
+        port = free_port()
+        log = self.scratch / "logs" / f"twin-{kind}-metrics-{metrics}-{port}.log"
         twin_env = {**env, "METRICS_ENABLED": "false"}
         if metrics == "on":
             twin_env.update(METRICS_ENABLED="true", METRICS_TOKEN=secrets.token_urlsafe(32))
@@ -492,6 +504,7 @@ class Benchmark:
             rounds: dict[str, list[dict]] = {}
             for number in range(1, self.args.rounds + 1):
                 self.log(f"{target.title}: round {number}/{self.args.rounds}")
+                self.start_twins(target)
                 for name, result in self.one_round(target, project, params, number).items():
                     rounds.setdefault(name, []).append(result)
             # wrk stops with logins still queued in the service: let them finish first.
@@ -500,8 +513,7 @@ class Benchmark:
         finally:
             self.procs.stop(target.service.process)
             self.procs.stop(target.ceiling.process)
-            for twin in target.twins.values():
-                self.procs.stop(twin.process)
+            self.stop_twins(target)
         measurements = {
             name: (median_of(values) if name != "argon2_ceiling" else self.argon2_median(values))
             for name, values in rounds.items()
