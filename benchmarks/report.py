@@ -10,6 +10,7 @@ LOGIN_VS_ARGON2 = 0.9  # login req/s >= 0.9 x argon2 verifies/s on all cores
 STORM_P99_FACTOR = 3.0  # /users/me p99 during a login storm <= 3 x its p99 without
 RSS_MIB = 150.0  # each worker's RSS after the runs
 TOTP_VS_LOGIN = 10.0  # the TOTP second step req/s >= 10 x login req/s: no argon2 in it
+METRICS_ON_VS_OFF = 0.95  # /users/me req/s with METRICS_ENABLED >= 0.95 x without
 
 HEADER = ["Measurement", "req/s", "p50 ms", "p99 ms", "errors", "vs ceiling", "target", "result"]
 
@@ -33,6 +34,7 @@ def checks(m: dict[str, Any]) -> dict[str, dict[str, Any]]:
     login_vs_argon2 = _paired(m, "login", "argon2_ceiling")
     storm = _paired(m, "users_me_storm", "users_me", "p99_ms")
     totp_vs_login = _paired(m, "mfa_verify", "login")
+    metrics_on_vs_off = _paired(m, "users_me_metrics_on", "users_me_metrics_off")
     rss = m["worker_rss"]["rss_mib"]
     return {
         "users_me_vs_jwt_ceiling": {
@@ -44,6 +46,11 @@ def checks(m: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "value": _paired(m, "users_me", "ceiling_bare"),
             "target": None,
             "pass": None,
+        },
+        "users_me_metrics_on_vs_off": {
+            "value": metrics_on_vs_off,
+            "target": f">= {METRICS_ON_VS_OFF}",
+            "pass": metrics_on_vs_off >= METRICS_ON_VS_OFF,
         },
         "refresh_vs_jwt_ceiling": {
             "value": _paired(m, "refresh", "ceiling_jwt"),
@@ -101,6 +108,14 @@ def rows(target: dict[str, Any]) -> list[list[str]]:
             f"{c['users_me_vs_bare_ceiling']['value']:.2f}x bare",
             f">= {USERS_ME_VS_JWT}x JWT",
             _mark(c["users_me_vs_jwt_ceiling"]["pass"]),
+        ),
+        _load_row("GET /api/v1/users/me, twin, METRICS_ENABLED=false", m["users_me_metrics_off"]),
+        _load_row(
+            "GET /api/v1/users/me, twin, METRICS_ENABLED=true",
+            m["users_me_metrics_on"],
+            f"{c['users_me_metrics_on_vs_off']['value']:.2f}x metrics off",
+            f">= {METRICS_ON_VS_OFF}x off",
+            _mark(c["users_me_metrics_on_vs_off"]["pass"]),
         ),
         _load_row(
             "POST /api/v1/auth/refresh (rotation)",

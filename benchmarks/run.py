@@ -275,6 +275,20 @@ def median_of(rounds: list[dict]) -> dict:
     return summary
 
 
+def combined(earlier: dict | None, later: dict) -> dict:
+    """Two loads of one row in a round as one: requests over seconds, the mean p50, the worse
+    p99 (the twins' rows are measured twice a round)."""
+    if earlier is None:
+        return later
+    both = {key: earlier[key] + later[key] for key in ("requests", "seconds", "errors", "starved")}
+    return {
+        **both,
+        "rps": round(both["requests"] / both["seconds"], 2) if both["seconds"] > 0 else 0.0,
+        "p50_ms": round((earlier["p50_ms"] + later["p50_ms"]) / 2, 3),
+        "p99_ms": max(earlier["p99_ms"], later["p99_ms"]),
+    }
+
+
 def tool_version(args: list[str]) -> str:
     try:
         result = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
@@ -305,6 +319,8 @@ class Target:
     pool: list[str] = field(default_factory=list)  # unused refresh tokens
     # The last rate of each single-use row: how many bodies the next load needs.
     expected_rps: dict[str, float] = field(default_factory=dict)
+    # The metrics rows' twins of this round, "off" and "on": METRICS_ENABLED, the only difference.
+    twins: dict[str, Server] = field(default_factory=dict)
 
 
 class Benchmark:
@@ -444,6 +460,42 @@ class Benchmark:
         seed_user(project, env, EMAIL, password)
         return Target(kind, title, service, ceiling, password, project, env)
 
+    def start_twins(self, target: Target) -> None:
+        """A new pair for each round: two processes of one program can differ by several per
+        cent in speed (memory layout), so the median over rounds is over several pairs."""
+        self.stop_twins(target)
+        for state in ("off", "on"):
+            target.twins[state] = self.start_twin(target.key, target.project, target.env, state)
+
+    def stop_twins(self, target: Target) -> None:
+        for twin in target.twins.values():
+            self.procs.stop(twin.process)
+        target.twins.clear()
+
+    def start_twin(self, kind: str, project: Path, env: dict[str, str], metrics: str) -> Server:
+        """One of the two twins of the metrics rows: the service as `kind` serves it, on the
+        same database, with METRICS_ENABLED off or on, serving nothing but those rows."""
+        port = free_port()
+        log = self.scratch / "logs" / f"twin-{kind}-metrics-{metrics}-{port}.log"
+        twin_env = {**env, "METRICS_ENABLED": "false"}
+        if metrics == "on":
+            twin_env.update(METRICS_ENABLED="true", METRICS_TOKEN=secrets.token_urlsafe(32))
+        name = f"twin with METRICS_ENABLED={twin_env['METRICS_ENABLED']} ({kind})"
+        if kind == "uvicorn":
+            twin = start_server(
+                self.procs, name=name, args=uvicorn_args("app.main:app", port), cwd=project,
+                env=twin_env, port=port, ready_path="/health/live", log=log, gunicorn=False,
+            )  # fmt: skip
+        else:
+            workers = self.args.workers
+            twin = start_server(
+                self.procs, name=name, args=["sh", "scripts/start.sh"], cwd=project,
+                env={**twin_env, "PORT": str(port), "WEB_CONCURRENCY": str(workers)},
+                port=port, ready_path="/health/live", log=log, gunicorn=True, workers=workers,
+            )  # fmt: skip
+        self.log(f"{name} pid {twin.process.pid}")
+        return twin
+
     def measure_target(
         self, kind: str, project: Path, env: dict[str, str], params: dict[str, int]
     ) -> dict:
@@ -452,7 +504,8 @@ class Benchmark:
             rounds: dict[str, list[dict]] = {}
             for number in range(1, self.args.rounds + 1):
                 self.log(f"{target.title}: round {number}/{self.args.rounds}")
-                for name, result in self.one_round(target, project, params).items():
+                self.start_twins(target)
+                for name, result in self.one_round(target, project, params, number).items():
                     rounds.setdefault(name, []).append(result)
             # wrk stops with logins still queued in the service: let them finish first.
             time.sleep(RSS_SETTLE_SECONDS)
@@ -460,6 +513,7 @@ class Benchmark:
         finally:
             self.procs.stop(target.service.process)
             self.procs.stop(target.ceiling.process)
+            self.stop_twins(target)
         measurements = {
             name: (median_of(values) if name != "argon2_ceiling" else self.argon2_median(values))
             for name, values in rounds.items()
@@ -486,13 +540,23 @@ class Benchmark:
             "rounds": rounds,
         }
 
-    def one_round(self, target: Target, project: Path, params: dict[str, int]) -> dict[str, dict]:
+    def one_round(
+        self, target: Target, project: Path, params: dict[str, int], number: int = 1
+    ) -> dict[str, dict]:
         args = self.args
         service, ceiling = target.service.base_url, target.ceiling.base_url
         cookie = access_cookie(service, target.password)
         ua = {"User-Agent": USER_AGENT}
         me = Job("users_me", service, f"{API}/users/me", args.connections,
                  headers={**ua, "Cookie": cookie})  # fmt: skip
+        # The same request to the twins, metrics off and on (same database, same session, same
+        # history), as A-B-B-A, A alternating between rounds: a drift of the machine's speed
+        # during the four loads, or a cost to whichever goes second, falls on both alike.
+        first, second = [
+            Job(f"users_me_metrics_{state}", target.twins[state].base_url, f"{API}/users/me",
+                args.connections, headers={**ua, "Cookie": cookie})
+            for state in (("off", "on") if number % 2 else ("on", "off"))
+        ]  # fmt: skip
         login_body = json.dumps({"email": EMAIL, "password": target.password}).encode()
         json_headers = {**ua, "Content-Type": "application/json"}
         login = Job("login", service, f"{API}/auth/login", args.login_connections,
@@ -510,6 +574,10 @@ class Benchmark:
             (["ceiling_jwt"], [Job("ceiling_jwt", ceiling, "/jwt", args.connections,
                                    headers={**ua, "Cookie": f"access_token={token}"})]),
             (["users_me"], [me]),
+            ([first.name], [first]),
+            ([second.name], [second]),
+            ([second.name], [second]),
+            ([first.name], [first]),
             (["refresh"], [refresh]),
             (["login"], [login]),
             (["mfa_verify"], [totp]),
@@ -524,7 +592,7 @@ class Benchmark:
                 continue
             measured = self.load(target, jobs)
             for name, result in zip(names, measured, strict=True):
-                results[name] = result.as_dict()
+                results[name] = combined(results.get(name), result.as_dict())
                 if result.requests == 0:
                     self.log(f"  WARNING: no {name} request completed in {args.duration:g} s; "
                              "use a longer --duration (or fewer --login-connections)")  # fmt: skip

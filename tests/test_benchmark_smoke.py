@@ -20,6 +20,8 @@ LOAD_MEASUREMENTS = (
     "ceiling_bare",
     "ceiling_jwt",
     "users_me",
+    "users_me_metrics_off",
+    "users_me_metrics_on",
     "refresh",
     "login",
     "mfa_verify",
@@ -30,6 +32,7 @@ LOAD_MEASUREMENTS = (
 CHECKS = (
     "users_me_vs_jwt_ceiling",
     "users_me_vs_bare_ceiling",
+    "users_me_metrics_on_vs_off",
     "refresh_vs_jwt_ceiling",
     "login_vs_argon2_ceiling",
     "mfa_verify_vs_login",
@@ -66,6 +69,7 @@ def test_quick_benchmark_reports_every_measurement(
 
     table = output.with_suffix(".md").read_text()
     assert "GET /api/v1/users/me" in table
+    assert "GET /api/v1/users/me, twin, METRICS_ENABLED=true" in table
     assert "POST /api/v1/auth/login" in table
     assert "POST /api/v1/auth/mfa/verify" in table
     assert "POST /api/v1/auth/passkeys/login" in table

@@ -30,7 +30,7 @@ def run(work: Callable[[AsyncSession, Context], Awaitable[None]]) -> None:
 
     settings = settings_or_exit()  # one line per problem, not a traceback
     # What the service logs shows on stderr too: an email sent to the console, a failed send.
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_renderer)
 
     async def main() -> None:
         engine = create_engine(settings)
@@ -128,7 +128,7 @@ def purge() -> None:
     """Delete what is past its retention now: ended sessions, used or expired links and
     sign-in challenges, old audit events (the service also does this on its own)."""
     settings = settings_or_exit()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_renderer)
 
     async def main() -> PurgeReport | None:
         engine = create_engine(settings)

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from app.api.docs import DOCS_PAGES, install_docs
+from app.api.metrics import install_metrics
 from app.api.openapi import OPENAPI_URL, document_csrf, document_errors, operation_id
 from app.api.router import OPENAPI_TAGS, api_routes, flat_routes
 from app.core.after_response import AfterResponseMiddleware
@@ -22,7 +23,10 @@ from app.core.body_limit import BodyLimitMiddleware
 from app.core.config import Settings, settings_or_exit
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.logging import configure_logging
+from app.core.metrics import RequestMetricsMiddleware
 from app.core.rate_limit import RateLimitExceeded, memory_counters_warning
+from app.core.request_id import HEADER as REQUEST_ID_HEADER
+from app.core.request_id import RequestIdMiddleware
 from app.db.principals import PrincipalReader
 from app.db.session import create_engine, create_sessionmaker
 from app.services.context import Context
@@ -44,10 +48,14 @@ class Service(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         """Starlette renders a 500 in ServerErrorMiddleware, which sits outside every user
-        middleware; wrapping the built stack is the only place whose headers reach it."""
+        middleware; wrapping the built stack is the only place whose headers reach it. So
+        a 500 too has its request id (header and log lines) and is timed."""
         settings: Settings = self.state.settings
+        stack = super().build_middleware_stack()
+        if settings.metrics_enabled:
+            stack = RequestMetricsMiddleware(stack)
         return SecurityHeadersMiddleware(
-            super().build_middleware_stack(),
+            RequestIdMiddleware(stack, trusted=settings.trusted_networks),
             hsts=settings.cookie_secure,
             docs_paths=DOCS_PAGES if self.openapi_url else (),
         )
@@ -60,7 +68,7 @@ class Service(FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or settings_or_exit()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_renderer)
     for warning in [memory_counters_warning(settings), *cookie_warnings(settings)]:
         if warning:
             logger.warning(warning)
@@ -101,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if schema:
         install_docs(app, OPENAPI_URL)
+    if settings.metrics_enabled:
+        install_metrics(app)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
@@ -116,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Content-Type", "Authorization", "X-CSRF-Token"],
+            expose_headers=[REQUEST_ID_HEADER],  # a page can quote it in an error report
         )
     app.add_exception_handler(ServiceError, service_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error_handler)  # type: ignore[arg-type]

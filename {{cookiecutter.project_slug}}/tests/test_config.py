@@ -185,6 +185,7 @@ FILE_SECRETS = {
     "redis_url": "redis://:s3cr3t-pw@redis:6379/0",
     "smtp_password": "s3cr3t smtp pw",
     "mfa_encryption_key": secrets.token_urlsafe(32),
+    "metrics_token": secrets.token_urlsafe(32),
 }
 
 

@@ -1,6 +1,9 @@
 """Logs, audit trail and CORS."""
 
+import io
+import json
 import logging
+import secrets as random
 
 import pytest
 from fastapi import FastAPI
@@ -9,12 +12,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
+from app.core.logging import formatter
 from app.models import AuditEvent, User
 from app.services.email import ConsoleBackend, Email
 from app.utils.cookies import CookieNames
 from tests.helpers import PASSWORD, Outbox, create_user, link_token, login, make_settings
 
 NEW_PASSWORD = "another long passphrase 42"
+METRICS_TOKEN = random.token_urlsafe(32)
 
 
 class LoggingOutbox(Outbox):
@@ -25,10 +30,19 @@ class LoggingOutbox(Outbox):
         await ConsoleBackend(show_body=False).send(email)
 
 
+@pytest.mark.parametrize(
+    "settings", [make_settings(metrics_enabled=True, metrics_token=METRICS_TOKEN)]
+)
 async def test_a_full_flow_logs_no_password_or_token(
     app: FastAPI, client: AsyncClient, caplog: pytest.LogCaptureFixture, cookie: CookieNames
 ) -> None:
+    """Neither in the records nor in the JSON lines production writes (every record of every
+    logger, the request-id middleware's too), nor in /metrics."""
     caplog.set_level(logging.DEBUG)
+    json_lines = io.StringIO()
+    handler = logging.StreamHandler(json_lines)
+    handler.setFormatter(formatter("json"))
+    logging.getLogger().addHandler(handler)
     outbox = LoggingOutbox()
     app.state.context.mailer.backend = outbox
     mailer = app.state.context.mailer
@@ -55,11 +69,24 @@ async def test_a_full_flow_logs_no_password_or_token(
         "/api/v1/auth/password/reset", json={"token": secrets[-1], "new_password": NEW_PASSWORD}
     )
     assert reset.status_code == 200
+    # A client that sends a token where the request id goes (untrusted: dropped, and too long).
+    await client.get("/health/live", headers={"X-Request-ID": secrets[-1]})
+    await client.get("/health/live", headers={"X-Request-ID": client.cookies[cookie.refresh]})
     await mailer.wait_idle()
+    metrics = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    logging.getLogger().removeHandler(handler)
 
     assert "log@example.com" in caplog.text  # the logs did capture the flow
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    emails = [line for line in lines if line["message"].startswith("Email to log@example.com")]
+    assert emails
+    assert all(line.get("request_id") for line in emails)  # sent after their request, with its id
+    assert metrics.status_code == 200
+    assert "auth_logins_total" in metrics.text
     for secret in secrets:
         assert secret not in caplog.text
+        assert secret not in json_lines.getvalue()
+        assert secret not in metrics.text
 
 
 async def test_security_events_are_audited(

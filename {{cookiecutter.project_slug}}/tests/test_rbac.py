@@ -1,5 +1,6 @@
 """Deny by default, and permission checks on every admin route."""
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -21,11 +22,13 @@ from app.api.deps import (
     require_permissions,
     require_roles,
 )
+from app.api.metrics import require_metrics_token
 from app.core.permissions import PermissionName, RoleName
 from app.db.principals import PrincipalReader
 from app.domain import Principal
+from app.main import create_app
 from app.models import Role, User, UserRole
-from tests.helpers import count_calls
+from tests.helpers import count_calls, make_settings
 
 # Routes anyone may call. Everything else must authenticate. Some entries may not exist yet.
 PUBLIC_PATHS = frozenset(
@@ -53,9 +56,16 @@ PUBLIC_PATHS = frozenset(
 )
 
 # What authenticates a caller: the access token (with or without the MFA_REQUIRED_ROLES check),
-# or (logout, GET /auth/csrf) any token of the caller's session. The walker accepts nothing else.
+# or (logout, GET /auth/csrf) any token of the caller's session, or (GET /metrics, only with
+# METRICS_ENABLED) the scraper's METRICS_TOKEN. The walker accepts nothing else.
 AUTHENTICATORS = frozenset(
-    {get_principal, get_enrolling_principal, get_session_credentials, get_cookie_session}
+    {
+        get_principal,
+        get_enrolling_principal,
+        get_session_credentials,
+        get_cookie_session,
+        require_metrics_token,
+    }
 )
 
 SOME_ID = uuid.UUID(int=1)  # fixed, so test ids match between runs and pytest-xdist workers
@@ -111,6 +121,13 @@ def unprotected_routes(app: FastAPI) -> list[str]:
 def test_every_non_public_route_requires_authentication(app: FastAPI) -> None:
     checked = {route.path for route in expanded_routes(app)} - PUBLIC_PATHS
     assert {"/api/v1/users/me", "/api/v1/admin/users", "/api/v1/auth/logout"} <= checked
+    problems = unprotected_routes(app)
+    assert not problems, "\n".join(problems)
+
+
+def test_with_metrics_on_every_route_still_requires_authentication() -> None:
+    app = create_app(make_settings(metrics_enabled=True, metrics_token=secrets.token_urlsafe(32)))
+    assert "/metrics" in {route.path for route in expanded_routes(app)}
     problems = unprotected_routes(app)
     assert not problems, "\n".join(problems)
 

@@ -40,6 +40,7 @@ SECRET_SETTINGS = (
     "redis_url",
     "smtp_password",
     "mfa_encryption_key",
+    "metrics_token",
 )
 
 
@@ -124,12 +125,24 @@ def frontend_url_problem(url: str) -> str | None:
     return "must not point at this machine in production" if local else None
 
 
+def metrics_token_problem(token: SecretStr | None) -> str | None:
+    """/metrics tells how the service is used (sign-ins, failures, routes): only a scraper
+    holding a token that cannot be guessed may read it."""
+    if token is None:
+        return "is not set: METRICS_ENABLED=true serves /metrics only to a scraper sending it"
+    if len(token.get_secret_value().encode()) < 32:
+        return "must be at least 32 bytes"
+    return None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     project_name: str = {{ cookiecutter.project_name | python_string }}
     environment: Literal["development", "test", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one JSON object per line; console: readable lines. Unset: json in production.
+    log_format: Literal["json", "console"] | None = None
     secret_key: SecretStr
     database_url: str = "{{ cookiecutter.__database_url }}"
     redis_url: str | None = None
@@ -203,6 +216,11 @@ class Settings(BaseSettings):
     purge_interval_seconds: int = Field(3600, ge=0)
     purge_batch_size: int = Field(1000, ge=1, le=100_000)
 
+    # GET /metrics in the Prometheus text format, for a scraper that sends
+    # `Authorization: Bearer METRICS_TOKEN` (required, at least 32 bytes, when enabled)
+    metrics_enabled: bool = False
+    metrics_token: SecretStr | None = None
+
     # Requests: bodies over this many bytes are refused (413) before they are read
     max_request_body_bytes: int = Field(64 * 1024, ge=1)
 
@@ -241,6 +259,8 @@ class Settings(BaseSettings):
         "smtp_password",
         "mfa_encryption_key",
         "webauthn_rp_id",
+        "log_format",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -283,6 +303,8 @@ class Settings(BaseSettings):
                 f"SECRET_KEY {weakness}: production needs a random key; "
                 f"generate one with {GENERATE_SECRET}"
             )
+        if self.metrics_enabled and (problem := metrics_token_problem(self.metrics_token)):
+            problems.append(f"METRICS_TOKEN {problem}; generate one with {GENERATE_SECRET}")
         if self.environment == "production":
             if self.smtp_host is None:
                 problems.append(
@@ -298,6 +320,13 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
         return [ip_network(item, strict=False) for item in self.trusted_proxies]
+
+    @property
+    def log_renderer(self) -> Literal["json", "console"]:
+        """LOG_FORMAT, or by default JSON lines in production and readable ones elsewhere."""
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.environment == "production" else "console"
 
     @property
     def rp_id(self) -> str:

@@ -22,7 +22,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from app.core import clock
+from app.core import clock, metrics
 from app.core.config import RATE_LIMITER, Settings
 from app.core.security import derive_key
 
@@ -99,6 +99,7 @@ class RateLimiter:
         Redis), so concurrent requests can never all see the last free unit.
         """
         if self.enabled and not await self._call("hit", limit, key):
+            metrics.RATE_LIMITED.labels(limit.name).inc()
             raise RateLimitExceeded(await self._retry_after(limit, key))
 
     async def attempt(

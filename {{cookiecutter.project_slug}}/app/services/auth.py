@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core import metrics
 from app.core.passwords import password_problem
 from app.core.rate_limit import Limit, RateLimitExceeded
 from app.domain import (
@@ -44,6 +45,12 @@ LINK_PAGES = {
     TokenPurpose.VERIFY_EMAIL: "verify-email",
     TokenPurpose.CHANGE_EMAIL: "verify-email",
     TokenPurpose.RESET_PASSWORD: "reset-password",
+}
+
+LOGIN_REFUSALS = {
+    InvalidCredentials: "failure",
+    AccountInactive: "inactive",
+    EmailNotVerified: "unverified",
 }
 
 
@@ -133,6 +140,23 @@ class AuthService:
         await self.db.commit()
 
     async def login(
+        self, email: str, password: str, client: ClientInfo, flow: SignInFlow
+    ) -> SignedIn | SecondStepRequired:
+        """`_login`, counted by result (app/core/metrics.py; a success where the session
+        opens, app/services/sign_in.py)."""
+        try:
+            outcome = await self._login(email, password, client, flow)
+        except RateLimitExceeded:
+            metrics.count_login("limited")
+            raise
+        except (InvalidCredentials, AccountInactive, EmailNotVerified) as refusal:
+            metrics.count_login(LOGIN_REFUSALS[type(refusal)])
+            raise
+        if isinstance(outcome, SecondStepRequired):
+            metrics.count_login("mfa_required")
+        return outcome
+
+    async def _login(
         self, email: str, password: str, client: ClientInfo, flow: SignInFlow
     ) -> SignedIn | SecondStepRequired:
         """Check the password, then open a device session, or ask for the second factor.

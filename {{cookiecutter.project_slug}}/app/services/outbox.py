@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core import clock
+from app.core import clock, metrics
 from app.core.config import Settings
 from app.core.secretbox import SecretBox, SecretUnreadable
 from app.models.outbox import MailStatus, OutboxMessage
@@ -113,7 +113,7 @@ def _after_commit(session: Session) -> None:
     queued: _Queued | None = session.info.pop(_QUEUED, None)
     if queued is None:
         return
-    # METRICS(mail_queued): `queued.count` messages entered the outbox with this commit.
+    metrics.EMAILS_QUEUED.inc(queued.count)
     if queued.wake is not None:
         queued.wake()
 
@@ -268,7 +268,7 @@ class Courier:
             last_error=None,
         )
         report.sent += 1
-        # METRICS(mail_sent): one message delivered.
+        metrics.EMAILS_SENT.inc()
 
     async def _failed(
         self,
@@ -281,7 +281,7 @@ class Courier:
         attempts = message.attempts + 1
         reason = type(error).__name__[:64]
         report.failed += 1
-        # METRICS(mail_failed): one attempt failed (the message is retried or, below, dead).
+        metrics.EMAILS_FAILED.inc()  # the message is retried or, below, dead
         if give_up or attempts >= self.settings.mail_max_attempts:
             await self._mark(
                 message,
@@ -291,7 +291,7 @@ class Courier:
                 last_error=reason,
             )
             report.dead += 1
-            # METRICS(mail_dead): one message given up.
+            metrics.EMAILS_DEAD.inc()
             logger.error(
                 "Mail %s (%s) is dead after %d attempt(s), the last one failing with %s",
                 message.id,

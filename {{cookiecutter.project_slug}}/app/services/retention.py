@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core import clock
+from app.core import clock, metrics
 from app.core.config import Settings
 from app.db import leases
 from app.models import AuditEvent, DeviceSession, MfaChallenge, OneTimeToken
@@ -107,11 +107,15 @@ class Purger:
         try:
             for rule in RULES:
                 await self._apply(rule, started - rule.keep(self.settings), report)
+        except Exception:
+            metrics.PURGE_RUNS.labels("failed").inc()
+            raise
         finally:
             next_due = clock.now() + timedelta(seconds=self.settings.purge_interval_seconds)
             async with self.sessionmaker() as db:
                 await leases.release(db, LEASE, self.holder, next_due)
                 await db.commit()
+        metrics.PURGE_RUNS.labels("completed").inc()
         logger.info("Purge: %s", report)
         return report
 

@@ -8,6 +8,7 @@ from enum import Enum
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core import metrics
 from app.core.security import sha256_hex
 from app.core.tokens import TokenClaims, TokenError
 from app.db.principals import PrincipalReader
@@ -21,6 +22,7 @@ from app.services.errors import (
     InvalidToken,
     NotFound,
     RefreshTokenReused,
+    ServiceError,
     SessionEnded,
     SessionIdle,
 )
@@ -87,6 +89,19 @@ class SessionService:
     async def rotate(
         self, refresh_token: str, claims: TokenClaims, client: ClientInfo
     ) -> IssuedTokens:
+        """`_rotate`, counted by result (app/core/metrics.py)."""
+        try:
+            return await self._rotate(refresh_token, claims, client)
+        except RefreshTokenReused:
+            metrics.count_refresh("reused")
+            raise
+        except ServiceError:
+            metrics.count_refresh("rejected")
+            raise
+
+    async def _rotate(
+        self, refresh_token: str, claims: TokenClaims, client: ClientInfo
+    ) -> IssuedTokens:
         """Trade a refresh token (decoded by the caller) for its successor.
 
         The current token rotates with a compare-and-swap on the generation, so two workers
@@ -103,12 +118,14 @@ class SessionService:
             tokens = await self._advance(session, claims, presented, client, now)
             if tokens is not None:
                 await self.db.commit()
+                metrics.count_refresh("rotated")
                 return tokens
             # Another request rotated it first: judge the token against the new state.
             await self.db.rollback()
             session = await self._usable_session(claims.session_id, claims.user_id)
             state = self._classify(session, claims, presented, now)
         if state is Presented.WITHIN_GRACE:  # the successor again: nothing to write
+            metrics.count_refresh("grace")
             return self._issue(session, self._refresh_token(session), now)
         self.revoke(session, RevokeReason.REFRESH_TOKEN_REUSE, client)
         await audit.record_now(

@@ -4,6 +4,7 @@ notice, so the second step cannot forget what a one-step sign-in does."""
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core import metrics
 from app.domain import SecondStepRequired, SignedIn, SignInFlow
 from app.models import AuditEventType, User
 from app.models.base import utcnow
@@ -60,4 +61,5 @@ class SignIns:
                 reset_link=self.ctx.mailer.page("forgot-password"),
             )
         await self.db.commit()
+        metrics.count_login("success")
         return SignedIn(user=await users.view(self.db, user), tokens=tokens, flow=flow)

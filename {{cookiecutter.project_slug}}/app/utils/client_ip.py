@@ -46,6 +46,14 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Networks) ->
     return str(hop)  # every hop is one of our proxies: the leftmost is the client
 
 
+def is_trusted_peer(peer: str, trusted: Networks) -> bool:
+    """Whether the socket's peer is one of our proxies (whose headers we may believe)."""
+    if not trusted:
+        return False
+    address = parse_address(peer.partition("%")[0])
+    return address is not None and _is_trusted(address, trusted)
+
+
 def parse_address(text: str) -> Address | None:
     """One spelling per address, or None: it must fit the IP columns and the rate-limit keys.
 
