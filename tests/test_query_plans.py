@@ -11,7 +11,6 @@ driver's included. Nothing is hand-listed: a query added to the service tomorrow
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +20,14 @@ import httpx
 import pytest
 
 from benchmarks import infra
-from benchmarks.infra import BenchmarkError, Variant, clean_env
+from benchmarks.infra import BenchmarkError, Variant
 from support import output_of, run, serving, variant_params
+from test_reliability import ADMIN, PASSWORD, prepare, service_env
 
 ROWS = 1_000_000  # sessions, and audit events
 USERS = 10_000
 PAST_RETENTION = 1_000  # of each: what the purge finds, as it would after an hour
 BIG_TABLES = {"session", "audit_event"}
-PASSWORD = "correct horse battery staple"  # noqa: S105 - a throwaway test account
-ADMIN = "root@example.com"
 USER = "user7@example.com"  # one of the seeded users, with ROWS / USERS sessions
 
 SEED = [
@@ -89,22 +87,10 @@ def test_every_query_the_service_runs_uses_an_index_at_a_million_rows(
     project: Path, variant: Variant, explaining_postgres: infra.Postgres, tmp_path: Path
 ) -> None:
     database_url = explaining_postgres.create_database("plans")
-    env = clean_env(
-        DATABASE_URL=database_url,
-        SECRET_KEY=secrets.token_urlsafe(48),
-        ENVIRONMENT="test",
-        COOKIE_SECURE="false",
-        RATE_LIMIT_ENABLED="false",
-        ARGON2_TIME_COST="1",
-        ARGON2_MEMORY_COST="8192",
-        ARGON2_PARALLELISM="1",
-        PURGE_INTERVAL_SECONDS="0",
+    env = service_env(
+        DATABASE_URL=database_url, RATE_LIMIT_ENABLED="false", PURGE_INTERVAL_SECONDS="0"
     )
-    for args in (["alembic", "upgrade", "head"], ["app.cli", "create-admin", ADMIN]):
-        result = run(
-            [sys.executable, "-m", *args], cwd=project, env={**env, "ADMIN_PASSWORD": PASSWORD}
-        )
-        assert result.returncode == 0, output_of(result)
+    prepare(project, env)  # migrated, and the admin of test_reliability
     name = database_url.rsplit("/", 1)[1]
     infra.execute_sql(database_url, *SEED)
     # From here on, every new connection to this database logs the plan of each statement.
