@@ -2,14 +2,17 @@
 
 import asyncio
 
+import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlmodel import select
+from sqlalchemy import event, text
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.models import AuditEvent, DeviceSession, User
 from app.utils.cookies import CookieNames
-from tests.helpers import Clock, api_tokens, bearer, refresh
+from tests.helpers import TEST_DATABASE_URL, Clock, api_tokens, bearer, count_calls, refresh
 
 
 async def test_refresh_rotates_the_pair(client: AsyncClient, alice: User) -> None:
@@ -80,3 +83,82 @@ async def test_cookie_refresh_needs_the_csrf_header(
 async def test_refresh_without_any_token_is_a_401(client: AsyncClient) -> None:
     response = await client.post("/api/v1/auth/refresh")
     assert response.status_code == 401
+
+
+async def test_a_refresh_is_one_statement_beside_the_orm(
+    app: FastAPI, client: AsyncClient, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The current token rotates in one committed statement (app/db/rotation.py): no ORM
+    transaction, so no BEGIN and COMMIT round trips and, on SQLite, no write lock held
+    across a wait for the event loop."""
+    tokens = await api_tokens(client)
+    await app.state.context.mailer.wait_idle()  # the sign-in's new-device notice
+    statements = count_calls(monkeypatch, app.state.rotation._connection, "fetch")
+    orm: list[str] = []
+    engine = app.state.engine.sync_engine
+    listener = lambda *args: orm.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert (await refresh(client, tokens["refresh_token"])).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert len(statements) == 1
+    assert [sql for sql in orm if "session" in sql] == []
+
+
+async def test_a_deactivated_user_cannot_refresh_a_live_session(
+    client: AsyncClient, alice: User, db: AsyncSession
+) -> None:
+    """Deactivation also revokes the sessions; this checks the user is judged on its own."""
+    tokens = await api_tokens(client)
+    await db.exec(update(User).where(col(User.id) == alice.id).values(is_active=False))
+    await db.commit()
+    response = await refresh(client, tokens["refresh_token"])
+    assert response.status_code == 401
+    assert response.json()["code"] == "session_revoked"
+
+
+async def test_a_revoked_session_refuses_its_current_token(
+    client: AsyncClient, alice: User, db: AsyncSession
+) -> None:
+    tokens = await api_tokens(client)
+    await db.exec(update(DeviceSession).values(revoked_at=DeviceSession.created_at))
+    await db.commit()
+    response = await refresh(client, tokens["refresh_token"])
+    assert response.status_code == 401
+    assert response.json()["code"] == "session_revoked"
+
+
+async def test_a_burst_of_refreshes_on_many_sessions_all_rotate(
+    client: AsyncClient, alice: User, db: AsyncSession
+) -> None:
+    """Writers on every session at once: none waits long enough to fail, none is lost."""
+    pool = [(await api_tokens(client))["refresh_token"] for _ in range(16)]
+    for _ in range(3):
+        responses = await asyncio.gather(*(refresh(client, token) for token in pool))
+        assert [r.status_code for r in responses] == [200] * len(pool)
+        pool = [r.json()["refresh_token"] for r in responses]
+    generations = (await db.exec(select(DeviceSession.refresh_generation))).all()
+    assert sorted(generations) == [3] * len(pool)
+
+
+@pytest.mark.skipif(
+    TEST_DATABASE_URL.startswith("sqlite"),
+    reason="a SQLite file has no server to drop the connection (runs on PostgreSQL)",
+)
+async def test_a_dropped_write_connection_costs_no_failed_refresh(
+    client: AsyncClient, alice: User, db: AsyncSession
+) -> None:
+    """The server drops every connection, as in a restart or failover."""
+    tokens = await api_tokens(client)
+    rotated = (await refresh(client, tokens["refresh_token"])).json()
+    await (await db.connection()).execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    )
+    await db.commit()
+    response = await refresh(client, rotated["refresh_token"])
+    assert response.status_code == 200
+    assert (await refresh(client, response.json()["refresh_token"])).status_code == 200

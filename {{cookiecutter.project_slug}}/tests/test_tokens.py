@@ -86,6 +86,14 @@ async def test_a_correctly_forged_token_is_accepted(
         pytest.param(lambda c: {k: v for k, v in c.items() if k != "sub"}, id="no-sub"),
         pytest.param(lambda c: {**c, "sub": str(uuid.uuid4())}, id="other-user"),
         pytest.param(lambda c: {**c, "sid": str(uuid.uuid4())}, id="unknown-session"),
+        pytest.param(lambda c: {k: v for k, v in c.items() if k != "sid"}, id="no-sid"),
+        pytest.param(lambda c: {k: v for k, v in c.items() if k != "jti"}, id="no-jti"),
+        pytest.param(lambda c: {k: v for k, v in c.items() if k != "typ"}, id="no-typ"),
+        pytest.param(lambda c: {k: v for k, v in c.items() if k != "aud"}, id="no-aud"),
+        pytest.param(lambda c: {**c, "aud": None}, id="null-aud"),
+        pytest.param(lambda c: {**c, "aud": [c["aud"], "someone-else"]}, id="aud-list"),
+        pytest.param(lambda c: {**c, "sub": "not-a-uuid"}, id="malformed-sub"),
+        pytest.param(lambda c: {**c, "exp": "tomorrow"}, id="malformed-exp"),
     ],
 )
 async def test_forged_claims_are_refused(
@@ -98,6 +106,18 @@ async def test_forged_claims_are_refused(
     response = await me(client, token)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_signed_payload_that_is_not_an_object_is_refused(
+    client: AsyncClient, tokens: Tokens, settings: Settings
+) -> None:
+    """Genuinely signed, yet no claims at all: a 401, never a 500."""
+    key = derive_key(settings.secret_key.get_secret_value(), "jwt")
+    for payload in (b"[1, 2]", b'"access"', b"null", b"not json"):
+        token = jwt.PyJWS().encode(payload, key, algorithm="HS256")
+        response = await me(client, token)
+        assert response.status_code == 401, payload
+        assert response.json()["code"] == "invalid_token"
 
 
 async def test_other_algorithms_are_refused(

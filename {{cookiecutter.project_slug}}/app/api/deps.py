@@ -77,8 +77,8 @@ async def get_auth_service(db: Db, ctx: Ctx) -> AuthService:
     return AuthService(db, ctx)
 
 
-async def get_session_service(db: Db, ctx: Ctx) -> SessionService:
-    return SessionService(db, ctx)
+async def get_session_service(request: Request, db: Db, ctx: Ctx) -> SessionService:
+    return SessionService(db, ctx, request.app.state.rotation)
 
 
 async def get_mfa_service(db: Db, ctx: Ctx) -> MfaService:

@@ -2,7 +2,7 @@
 
 import hmac
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 from sqlmodel import col, select, update
@@ -12,6 +12,7 @@ from app.core import metrics
 from app.core.security import sha256_hex
 from app.core.tokens import TokenClaims, TokenError
 from app.db.principals import PrincipalReader
+from app.db.rotation import RefreshRotation
 from app.domain import IssuedTokens, Principal, RevokeReason, SessionView
 from app.models import AuditEventType, DeviceSession, User
 from app.models.base import utcnow
@@ -43,9 +44,14 @@ class Presented(Enum):
 
 
 class SessionService:
-    def __init__(self, db: AsyncSession, ctx: Context) -> None:
+    def __init__(
+        self, db: AsyncSession, ctx: Context, rotation: RefreshRotation | None = None
+    ) -> None:
+        """`rotation` rotates the common case in one statement; without it (the CLI, other
+        services) every refresh takes the ORM path."""
         self.db = db
         self.ctx = ctx
+        self.rotation = rotation
 
     async def start(
         self, user: User, client: ClientInfo, method: str = "password"
@@ -72,7 +78,7 @@ class SessionService:
         refresh = self._refresh_token(session)
         session.refresh_token_hash = sha256_hex(refresh)
         self.db.add(session)
-        return session, self._issue(session, refresh, now)
+        return session, self._issue(session.user_id, session.id, refresh, now)
 
     async def is_known_device(self, user_id: uuid.UUID, fingerprint: str) -> bool:
         result = await self.db.exec(
@@ -109,10 +115,14 @@ class SessionService:
         (concurrent tabs, a retried request), gets the same successor back. Anything older,
         or the predecessor after the window, means the token leaked: the session dies.
         """
-        session = await self._usable_session(claims.session_id, claims.user_id)
-        await self._check_device(session, client)
         presented = sha256_hex(refresh_token)
         now = utcnow()
+        tokens = await self._rotate_current(claims, presented, client, now)
+        if tokens is not None:
+            metrics.count_refresh("rotated")
+            return tokens
+        session = await self._usable_session(claims.session_id, claims.user_id)
+        await self._check_device(session, client)
         state = self._classify(session, claims, presented, now)
         if state is Presented.CURRENT:
             tokens = await self._advance(session, claims, presented, client, now)
@@ -126,12 +136,45 @@ class SessionService:
             state = self._classify(session, claims, presented, now)
         if state is Presented.WITHIN_GRACE:  # the successor again: nothing to write
             metrics.count_refresh("grace")
-            return self._issue(session, self._refresh_token(session), now)
+            return self._issue(session.user_id, session.id, self._refresh_token(session), now)
         self.revoke(session, RevokeReason.REFRESH_TOKEN_REUSE, client)
         await audit.record_now(
             self.db, AuditEventType.REFRESH_REUSE_DETECTED, client, session.user_id
         )
         raise RefreshTokenReused()
+
+    async def _rotate_current(
+        self, claims: TokenClaims, presented: str, client: ClientInfo, now: datetime
+    ) -> IssuedTokens | None:
+        """The common case in one statement (app/db/rotation.py): the current token of a live
+        session, from its device and address. None leaves the request to the ORM path."""
+        if self.rotation is None or claims.generation is None:
+            return None
+        settings = self.ctx.settings
+        generation = claims.generation + 1
+        # What `_refresh_token` makes from the row: the token's expiry is the session's.
+        expires_at = datetime.fromtimestamp(claims.expires_at, UTC)
+        successor = self.ctx.tokens.refresh_token(
+            claims.user_id, claims.session_id, generation, now, expires_at
+        )
+        rotated = await self.rotation.rotate_current(
+            session_id=claims.session_id,
+            user_id=claims.user_id,
+            generation=claims.generation,
+            presented=presented,
+            successor=sha256_hex(successor),
+            now=now,
+            idle_since=now - timedelta(seconds=settings.session_idle_timeout_seconds),
+            fingerprint=(
+                None
+                if settings.session_binding == "off"
+                else parse_device(client.user_agent).fingerprint
+            ),
+            ip=client.ip,
+        )
+        if not rotated:
+            return None
+        return self._issue(claims.user_id, claims.session_id, successor, now)
 
     def _classify(
         self, session: DeviceSession, claims: TokenClaims, presented: str, now: datetime
@@ -184,7 +227,7 @@ class SessionService:
         if swapped.rowcount != 1:
             return None
         self._note_ip_change(session.user_id, previous_ip, client)
-        return self._issue(session, successor, now)
+        return self._issue(session.user_id, session.id, successor, now)
 
     def revoke(
         self, session: DeviceSession, reason: RevokeReason, client: ClientInfo | None = None
@@ -271,12 +314,14 @@ class SessionService:
             )
         return result.rowcount
 
-    def _issue(self, session: DeviceSession, refresh: str, now: datetime) -> IssuedTokens:
+    def _issue(
+        self, user_id: uuid.UUID, session_id: uuid.UUID, refresh: str, now: datetime
+    ) -> IssuedTokens:
         return IssuedTokens(
-            session_id=session.id,
-            access_token=self.ctx.tokens.access_token(session.user_id, session.id, now),
+            session_id=session_id,
+            access_token=self.ctx.tokens.access_token(user_id, session_id, now),
             refresh_token=refresh,
-            csrf_token=self.ctx.csrf.issue(str(session.id)),
+            csrf_token=self.ctx.csrf.issue(str(session_id)),
         )
 
     def _refresh_token(
