@@ -70,7 +70,7 @@ COMMON = {
     "app/db/keyset.py",
     "app/db/leases.py",
     "app/db/principals.py",
-    "app/db/rotation.py",
+    "app/db/session_statements.py",
     "app/db/session.py",
     "app/domain.py",
     "app/main.py",

@@ -64,6 +64,13 @@ class SessionView:
 
 
 @dataclass(frozen=True, slots=True)
+class RenderedJson:
+    """A JSON document the database rendered, passed to the client as it is."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedTokens:
     session_id: uuid.UUID
     access_token: str

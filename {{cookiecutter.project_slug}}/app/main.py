@@ -28,8 +28,8 @@ from app.core.rate_limit import RateLimitExceeded, memory_counters_warning
 from app.core.request_id import HEADER as REQUEST_ID_HEADER
 from app.core.request_id import RequestIdMiddleware
 from app.db.principals import PrincipalReader
-from app.db.rotation import RefreshRotation
 from app.db.session import create_engine, create_sessionmaker
+from app.db.session_statements import SessionStatements
 from app.services.context import Context
 from app.services.errors import ServiceError
 from app.services.retention import Purger
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sessionmaker = create_sessionmaker(engine)
     context = Context.from_settings(settings, sessionmaker)
     principals = PrincipalReader(engine)
-    rotation = RefreshRotation(engine)
+    session_statements = SessionStatements(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await context.later.wait_idle()  # and the mail it queued, or that was queued before
         context.hasher.close()
         await principals.close()
-        await rotation.close()
+        await session_statements.close()
         await engine.dispose()
 
     # Production keeps its schema (and the docs built from it) private unless asked to publish.
@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = sessionmaker
     app.state.context = context
     app.state.principals = principals
-    app.state.rotation = rotation
+    app.state.session_statements = session_statements
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(AfterResponseMiddleware, hold=context.later.hold)

@@ -88,12 +88,12 @@ async def test_refresh_without_any_token_is_a_401(client: AsyncClient) -> None:
 async def test_a_refresh_is_one_statement_beside_the_orm(
     app: FastAPI, client: AsyncClient, alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The current token rotates in one committed statement (app/db/rotation.py): no ORM
+    """The current token rotates in one committed statement (app/db/session_statements.py): no ORM
     transaction, so no BEGIN and COMMIT round trips and, on SQLite, no write lock held
     across a wait for the event loop."""
     tokens = await api_tokens(client)
     await app.state.context.mailer.wait_idle()  # the sign-in's new-device notice
-    statements = count_calls(monkeypatch, app.state.rotation._connection, "fetch")
+    statements = count_calls(monkeypatch, app.state.session_statements._connection, "fetch")
     orm: list[str] = []
     engine = app.state.engine.sync_engine
     listener = lambda *args: orm.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)

@@ -2,11 +2,17 @@
 
 import uuid
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from httpx import AsyncClient
+from pydantic import TypeAdapter
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import User
+from app.models import DeviceSession, User
+from app.models.base import utcnow
+from app.schemas.auth import SessionRead
 from tests.helpers import Outbox, api_tokens, bearer, browser, create_user, login, refresh
 
 CHROME_MAC = (
@@ -33,6 +39,54 @@ async def test_sessions_list_devices_and_mark_the_current_one(
     assert sessions["Firefox on Linux"]["current"] is True
     assert sessions["Chrome on Mac OS X"]["current"] is False
     assert sessions["Chrome on Mac OS X"]["ip_address"] == "198.51.100.7"
+
+
+async def test_the_list_the_database_renders_matches_the_rows(
+    app: FastAPI, signed_in: AsyncClient, db: AsyncSession
+) -> None:
+    """The JSON comes from SQL (app/db/session_statements.py): every value, its type and the
+    order match the rows, in the documented shape; ended sessions are left out."""
+    for _ in range(3):
+        await api_tokens(signed_in)
+    rows = (await db.exec(select(DeviceSession).order_by(col(DeviceSession.created_at)))).all()
+    ended, expired = rows[1], rows[2]
+    await db.exec(
+        update(DeviceSession).where(col(DeviceSession.id) == ended.id).values(revoked_at=utcnow())
+    )
+    await db.exec(
+        update(DeviceSession)
+        .where(col(DeviceSession.id) == expired.id)
+        .values(expires_at=utcnow() - timedelta(seconds=1))
+    )
+    hostile = 'quote " backslash \\ newline \n tab \t NUL-free ünïcode </script>'
+    await db.exec(
+        update(DeviceSession)
+        .where(col(DeviceSession.id) == rows[3].id)
+        .values(device_label=hostile)
+    )
+    await db.commit()
+
+    response = await signed_in.get("/api/v1/auth/sessions")
+    assert response.headers["content-type"] == "application/json"
+    listed = TypeAdapter(list[SessionRead]).validate_json(response.content)
+    live = sorted(
+        (
+            row
+            for row in (await db.exec(select(DeviceSession))).all()
+            if row.id not in {ended.id, expired.id}
+        ),
+        key=lambda row: row.last_seen_at,
+        reverse=True,
+    )
+    assert [s.id for s in listed] == [row.id for row in live]
+    for item, row in zip(listed, live, strict=True):
+        assert item.device == row.device_label
+        assert item.ip_address == row.last_ip_address
+        assert item.created_at == row.created_at
+        assert item.last_seen_at == row.last_seen_at
+    assert hostile in {s.device for s in listed}
+    assert [s.current for s in listed].count(True) == 1
+    assert all(isinstance(raw["current"], bool) for raw in response.json())
 
 
 async def test_revoking_one_session_signs_that_device_out(

@@ -78,7 +78,7 @@ async def get_auth_service(db: Db, ctx: Ctx) -> AuthService:
 
 
 async def get_session_service(request: Request, db: Db, ctx: Ctx) -> SessionService:
-    return SessionService(db, ctx, request.app.state.rotation)
+    return SessionService(db, ctx, request.app.state.session_statements)
 
 
 async def get_mfa_service(db: Db, ctx: Ctx) -> MfaService:

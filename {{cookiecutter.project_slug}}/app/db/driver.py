@@ -1,7 +1,7 @@
 """Raw driver connections for the statements on the hot paths, kept off the ORM.
 
 The read behind every authenticated request (`principals.py`) and the write behind every
-refresh (`rotation.py`) are one statement each. Through the ORM, the session, the pool's
+refresh (`session_statements.py`) are one statement each. Through the ORM, the session, the pool's
 checkout and reset, and the transaction's BEGIN and COMMIT cost several times the statement;
 here each is one call on a connection of their own (benchmarks/README.md has the figures):
 
@@ -50,8 +50,13 @@ class Statement:
     ) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         self.sql = str(compiled)
+        # (name, processor, value): the value of a literal in the statement, else None
         self._binds = [
-            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            (
+                name,
+                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+                compiled.binds[name].value,
+            )
             for name in compiled.positiontup or ()
         ]
         self._results = [
@@ -59,8 +64,10 @@ class Statement:
         ]
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
-        """The driver's positional parameters for these named values."""
-        return [_apply(process, values[name]) for name, process in self._binds]
+        """The driver's positional parameters for these named values (and the literals')."""
+        return [
+            _apply(process, values.get(name, literal)) for name, process, literal in self._binds
+        ]
 
     def row(self, row: Sequence[Any]) -> tuple[Any, ...]:
         """A row's leading columns (those given at compile time), as the ORM would read them."""

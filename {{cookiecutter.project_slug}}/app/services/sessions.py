@@ -12,8 +12,8 @@ from app.core import metrics
 from app.core.security import sha256_hex
 from app.core.tokens import TokenClaims, TokenError
 from app.db.principals import PrincipalReader
-from app.db.rotation import RefreshRotation
-from app.domain import IssuedTokens, Principal, RevokeReason, SessionView
+from app.db.session_statements import SessionStatements
+from app.domain import IssuedTokens, Principal, RenderedJson, RevokeReason, SessionView
 from app.models import AuditEventType, DeviceSession, User
 from app.models.base import utcnow
 from app.services import audit
@@ -45,13 +45,13 @@ class Presented(Enum):
 
 class SessionService:
     def __init__(
-        self, db: AsyncSession, ctx: Context, rotation: RefreshRotation | None = None
+        self, db: AsyncSession, ctx: Context, statements: SessionStatements | None = None
     ) -> None:
-        """`rotation` rotates the common case in one statement; without it (the CLI, other
-        services) every refresh takes the ORM path."""
+        """`statements` rotate the common case and render the session list in one statement
+        each; without them (the CLI, other services) every refresh takes the ORM path."""
         self.db = db
         self.ctx = ctx
-        self.rotation = rotation
+        self.statements = statements
 
     async def start(
         self, user: User, client: ClientInfo, method: str = "password"
@@ -146,9 +146,9 @@ class SessionService:
     async def _rotate_current(
         self, claims: TokenClaims, presented: str, client: ClientInfo, now: datetime
     ) -> IssuedTokens | None:
-        """The common case in one statement (app/db/rotation.py): the current token of a live
-        session, from its device and address. None leaves the request to the ORM path."""
-        if self.rotation is None or claims.generation is None:
+        """The common case in one statement (app/db/session_statements.py): the current token
+        of a live session, from its device and address. None leaves it to the ORM path."""
+        if self.statements is None or claims.generation is None:
             return None
         settings = self.ctx.settings
         generation = claims.generation + 1
@@ -157,7 +157,7 @@ class SessionService:
         successor = self.ctx.tokens.refresh_token(
             claims.user_id, claims.session_id, generation, now, expires_at
         )
-        rotated = await self.rotation.rotate_current(
+        rotated = await self.statements.rotate_current(
             session_id=claims.session_id,
             user_id=claims.user_id,
             generation=claims.generation,
@@ -260,6 +260,13 @@ class SessionService:
             .where(col(DeviceSession.id) == session_id, col(DeviceSession.user_id) == user_id)
             .values(authenticated_at=utcnow())
         )
+
+    async def list_own(self, principal: Principal) -> RenderedJson:
+        """The caller's live sessions, rendered by the database in the shape the API documents,
+        most recently used first, the caller's own marked `current`."""
+        if self.statements is None:
+            raise RuntimeError("listing sessions needs the app's session statements")
+        return await self.statements.list_json(principal.id, principal.session_id, utcnow())
 
     async def list_active(self, user_id: uuid.UUID) -> list[SessionView]:
         """Most recently used first. Only the listed columns are read: a user with hundreds of
