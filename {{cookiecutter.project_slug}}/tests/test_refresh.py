@@ -1,6 +1,9 @@
 """Refresh rotation, reuse detection, the grace window and the CSRF rule on cookies."""
 
 import asyncio
+import sqlite3
+import time
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -140,6 +143,31 @@ async def test_a_burst_of_refreshes_on_many_sessions_all_rotate(
         pool = [r.json()["refresh_token"] for r in responses]
     generations = (await db.exec(select(DeviceSession.refresh_generation))).all()
     assert sorted(generations) == [3] * len(pool)
+
+
+@pytest.mark.skipif(
+    not TEST_DATABASE_URL.startswith("sqlite"),
+    reason="SQLite's file lock (PostgreSQL locks rows: the concurrent-refresh tests cover it)",
+)
+async def test_a_refresh_waits_for_another_writer_and_then_rotates(
+    client: AsyncClient, alice: User
+) -> None:
+    """Another process's write transaction holds SQLite's lock for a while: the refresh waits
+    for it, without blocking the event loop, and rotates once it is free."""
+    tokens = await api_tokens(client)
+    path = Path(TEST_DATABASE_URL.split("///", 1)[1])
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    pending = asyncio.create_task(refresh(client, tokens["refresh_token"]))
+    await asyncio.sleep(0.2)
+    assert not pending.done()  # still waiting for the lock, and the loop still runs
+    other.execute("COMMIT")
+    other.close()
+    response = await asyncio.wait_for(pending, timeout=5)
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 0.2
+    assert (await refresh(client, response.json()["refresh_token"])).status_code == 200
 
 
 @pytest.mark.skipif(

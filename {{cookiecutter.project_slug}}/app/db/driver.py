@@ -34,6 +34,9 @@ from sqlalchemy.sql.elements import ClauseElement
 # for its commit to reach the disk, and commits in flight together are flushed together.
 POSTGRES_READERS = 5
 POSTGRES_WRITERS = 8
+# A SQLite writer that finds the lock taken tries again after this pause, doubled each time.
+SQLITE_FIRST_PAUSE = 0.0005
+SQLITE_LONGEST_PAUSE = 0.005
 
 
 class DriverConnection(Protocol):
@@ -140,27 +143,47 @@ class _SqliteWriter:
     """One aiosqlite connection of our own in autocommit mode, opened on first use.
 
     A statement and its commit run in one call on the connection's thread: the write lock is
-    never held while the event loop is busy elsewhere. Another process's writer makes it wait
-    in SQLite's busy handler, as the engine's connections do.
+    never held while the event loop is busy elsewhere. When another connection holds the lock
+    (another worker process, or an ORM transaction), the statement is tried again after a short
+    sleep on the event loop, for up to the engine's busy timeout. SQLite's own busy handler
+    sleeps longer and longer (up to 100 ms a turn) while the lock changes hands for
+    microseconds at a time, which made the slowest refreshes wait for hundreds of milliseconds.
     """
 
     def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         import aiosqlite  # only installed in the SQLite variant
 
-        self.connect = partial(aiosqlite.connect, *args, **{**kwargs, "isolation_level": None})
+        self.busy_timeout = float(kwargs.get("timeout", 5.0))
+        self.connect = partial(
+            aiosqlite.connect, *args, **{**kwargs, "isolation_level": None, "timeout": 0}
+        )
         self.connection: Any = None
         self.opening = asyncio.Lock()
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        if self.connection is None:
-            async with self.opening:
-                if self.connection is None:
-                    connection = await self.connect()
-                    # The engine's connections set these too (app/db/session.py).
-                    await connection.execute("PRAGMA foreign_keys=ON")
-                    await connection.execute("PRAGMA synchronous=NORMAL")
-                    self.connection = connection
-        return cast(Sequence[Any], await self.connection.execute_fetchall(sql, args))
+        connection = self.connection or await self._open()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.busy_timeout
+        pause = SQLITE_FIRST_PAUSE
+        while True:
+            try:
+                return cast(Sequence[Any], await connection.execute_fetchall(sql, args))
+            except sqlite3.OperationalError as error:
+                # Busy: nothing was written, so the statement can simply run again.
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or loop.time() > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, SQLITE_LONGEST_PAUSE)
+
+    async def _open(self) -> Any:
+        async with self.opening:
+            if self.connection is None:
+                connection = await self.connect()
+                # The engine's connections set these too (app/db/session.py).
+                await connection.execute("PRAGMA foreign_keys=ON")
+                await connection.execute("PRAGMA synchronous=NORMAL")
+                self.connection = connection
+        return self.connection
 
     async def close(self) -> None:
         if self.connection is not None:
