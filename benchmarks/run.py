@@ -791,13 +791,16 @@ class Benchmark:
         assert tuple(requests) == EXPLAINED_ROWS
         rows = scale.table_rows(database_url)
         explaining = scale.Explaining(self.postgres, database_url)
+        # The mail poll and the purge run on timers, not for any request: off, so that what
+        # the log holds while a request is answered is that request's.
+        quiet = {**target.env, "MAIL_POLL_SECONDS": "0", "PURGE_INTERVAL_SECONDS": "0"}
         explaining.start()
         port = free_port()
         plans: dict[str, list[dict]] = {}
         try:
             server = start_server(
                 self.procs, name="service with auto_explain (uvicorn)",
-                args=uvicorn_args("app.main:app", port), cwd=target.project, env=target.env,
+                args=uvicorn_args("app.main:app", port), cwd=target.project, env=quiet,
                 port=port, ready_path="/health/live",
                 log=self.scratch / "logs" / "service-explain.log", gunicorn=False,
             )  # fmt: skip

@@ -163,14 +163,13 @@ def table_rows(database_url: str) -> dict[str, int]:
     return asyncio.run(go())
 
 
-def verdict(plan: dict[str, Any], rows: dict[str, int]) -> str:
-    """ "index", or "seq scan on X" for each table of more than SMALL_TABLE_ROWS read through
-    (small ones are named in brackets: reading them whole is the planner's right choice)."""
+def verdict(plan: dict[str, Any], rows: dict[str, int]) -> tuple[str, list[str]]:
+    """ "index", or "seq scan on X" for each table of more than SMALL_TABLE_ROWS read through;
+    and the small tables read through (the planner's right choice for a few rows)."""
     scans = sequential_scans(plan)
     big = sorted(name for name in scans if rows.get(name, 0) > SMALL_TABLE_ROWS)
-    small = sorted(scans.difference(big))
     text = f"seq scan on {', '.join(big)}" if big else "index"
-    return text + (f" (small: {', '.join(small)})" if small else "")
+    return text, sorted(scans.difference(big))
 
 
 def verdicts(plans: list[dict[str, Any]], rows: dict[str, int]) -> list[dict[str, Any]]:
@@ -181,9 +180,11 @@ def verdicts(plans: list[dict[str, Any]], rows: dict[str, int]) -> list[dict[str
         touched = relations(plan)
         if text in seen or not touched:
             continue
+        judged, small = verdict(plan, rows)
         seen[text] = {
             "query": " ".join(text.split()),
             "tables": sorted(touched),
-            "verdict": verdict(plan, rows),
+            "verdict": judged,
+            "small_tables_read_through": small,
         }
     return list(seen.values())
