@@ -11,6 +11,10 @@ pool, so sessions really rotate. Tokens left at the end stay in `job.tokens` for
 A job with `bodies` sends each of them once, in order (the second-step rows: every body holds
 an `mfa_token` or a WebAuthn challenge the service accepts once); a request that finds none
 left is counted as starved.
+
+A job with `cookies` sends the next Cookie header of that list with every request, round and
+round, each connection (Python) or wrk thread starting at its own offset: `/users/me` as
+thousands of users, every token one the service has not verified lately.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Job:
     body: bytes | None = None
     refresh_tokens: list[str] | None = None  # set: a refresh-rotation job
     bodies: list[bytes] | None = None  # set: every request sends the next one, once
+    cookies: list[str] | None = None  # set: every request sends the next one, cyclically
 
 
 @dataclass
@@ -100,6 +105,11 @@ def _run_wrk(jobs: list[Job], duration: float, procs: Processes, threads: int) -
                 tokens_file.write_text("".join(f"{token}\n" for token in job.refresh_tokens))
                 env["BENCH_TOKENS_FILE"] = str(tokens_file)
                 env["BENCH_LEFTOVER_FILE"] = str(Path(scratch, f"leftover-{index}"))
+            elif job.cookies is not None:
+                script = LUA_DIR / "cookies.lua"
+                cookies_file = Path(scratch, f"cookies-{index}")
+                cookies_file.write_text("".join(f"{cookie}\n" for cookie in job.cookies))
+                env["BENCH_COOKIES_FILE"] = str(cookies_file)
             elif job.bodies is not None:
                 script = LUA_DIR / "bodies.lua"
                 bodies_file = Path(scratch, f"bodies-{index}")
@@ -205,10 +215,16 @@ async def _python_job(job: Job, duration: float) -> LoadResult:
         base_url=job.base_url, headers=job.headers, limits=limits, timeout=WRK_TIMEOUT_SECONDS
     ) as client:
 
-        async def worker(deadline: float) -> None:
+        async def worker(number: int, deadline: float) -> None:
             nonlocal errors, starved
             token: str | None = None
+            cookies = job.cookies or []
+            position = len(cookies) * number // job.connections
+            headers: dict[str, str] = {}
             while time.perf_counter() < deadline:
+                if cookies:
+                    headers["Cookie"] = cookies[position % len(cookies)]
+                    position += 1
                 body = job.body
                 if fresh is not None:
                     body = next(fresh, None)
@@ -224,7 +240,9 @@ async def _python_job(job: Job, duration: float) -> LoadResult:
                     body = json.dumps({"refresh_token": token}).encode()
                 began = time.perf_counter()
                 try:
-                    response = await client.request(job.method, job.path, content=body)
+                    response = await client.request(
+                        job.method, job.path, content=body, headers=headers
+                    )
                 except httpx.HTTPError:
                     errors += 1
                     token = None  # it may have been consumed; never send it twice
@@ -244,7 +262,7 @@ async def _python_job(job: Job, duration: float) -> LoadResult:
 
         began = time.perf_counter()
         deadline = began + duration
-        await asyncio.gather(*(worker(deadline) for _ in range(job.connections)))
+        await asyncio.gather(*(worker(number, deadline) for number in range(job.connections)))
         seconds = time.perf_counter() - began
 
     return LoadResult(

@@ -1,7 +1,7 @@
 """Render a variant, start it, seed a user, measure everything in one run, print and save.
 
     python -m benchmarks [--variant sqlite-memory|postgresql-redis|...] [--client auto|wrk|python]
-                         [--duration 5] [--rounds 3] [--quick] [--output PATH.json]
+                         [--duration 5] [--rounds 3] [--quick] [--scale] [--output PATH.json]
 
 See benchmarks/README.md for what each row means.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import jwt
 
-from benchmarks import report
+from benchmarks import report, scale
 from benchmarks.infra import (
     BENCH_DIR,
     PYTHON,
@@ -40,6 +40,7 @@ from benchmarks.infra import (
     argon2_parameters,
     clean_env,
     cookiecutter_config,
+    execute_sql,
     gunicorn_args,
     render,
     run_checked,
@@ -80,6 +81,25 @@ SINGLE_USE_ROWS = {"mfa_verify": "totp", "passkey_login": "passkey"}
 FIRST_GUESS_RPS = 300.0
 POOL_MARGIN = 1.5
 POOL_RETRIES = 2
+# The rows of many users and many sessions (benchmarks/users_seed.py makes them before every
+# round). The service remembers 4,096 verified tokens: more users than that, and every request
+# of the distinct-tokens row is a memo miss, --quick included.
+DISTINCT_USERS = 10_000
+QUICK_DISTINCT_USERS = 5_000
+SESSIONS_OF_ONE_USER = 200
+ADMIN_PAGE_SIZE = 50  # the admin list's default `limit`
+# After each explained request: the work it defers past the response is that row's too.
+EXPLAIN_SETTLE_SECONDS = 1.0
+# What --scale measures: the rows whose queries meet the million rows, and their ceilings.
+SCALE_ROWS = (
+    "ceiling_jwt", "users_me", "users_me_distinct", "sessions_list", "admin_users_first",
+    "admin_users_deep", "refresh", "login", "argon2_ceiling",
+)  # fmt: skip
+# The rows whose statements --scale explains, and the request that stands for each.
+EXPLAINED_ROWS = (
+    "login", "refresh", "users_me_distinct", "sessions_list", "admin_users_first",
+    "admin_users_deep",
+)  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -157,6 +177,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="smoke run: 1 s, 1 round, few connections (add --skip-prod for uvicorn only)",
     )
     parser.add_argument(
+        "--users",
+        type=int,
+        default=DISTINCT_USERS,
+        help=f"users (one token each) of the distinct-tokens row (default {DISTINCT_USERS:,})",
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="PostgreSQL only: seed 1,000,000 sessions and audit events first, measure the "
+        "rows that meet them and print their query plans' verdicts",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=DEFAULT_OUTPUT,
@@ -171,12 +203,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.duration, args.warmup, args.rounds = 1.0, 0.5, 1
         args.connections, args.login_connections = min(args.connections, 4), 2
+        args.users = min(args.users, QUICK_DISTINCT_USERS)
     try:
         args.variant = Variant.parse(args.variant)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.duration <= 0 or args.rounds < 1 or args.connections < 1:
-        parser.error("--duration, --rounds and --connections must be positive")
+    if args.duration <= 0 or args.rounds < 1 or args.connections < 1 or args.users < 1:
+        parser.error("--duration, --rounds, --connections and --users must be positive")
+    if args.scale and args.variant.database != "postgresql":
+        parser.error("--scale seeds with PostgreSQL SQL: use a postgresql-* --variant")
     return args
 
 
@@ -317,6 +352,8 @@ class Target:
     project: Path
     env: dict[str, str]
     pool: list[str] = field(default_factory=list)  # unused refresh tokens
+    # What --scale put in its database: the seed's duration; the verdicts of the plans.
+    scale: dict = field(default_factory=dict)
     # The last rate of each single-use row: how many bodies the next load needs.
     expected_rps: dict[str, float] = field(default_factory=dict)
     # The metrics rows' twins of this round, "off" and "on": METRICS_ENABLED, the only difference.
@@ -330,6 +367,7 @@ class Benchmark:
         self.procs = Processes()
         self.scratch = Path(tempfile.mkdtemp(prefix="fastapi-auth-bench-"))
         self.jwt_key = secrets.token_bytes(64)
+        self.postgres: Postgres | None = None  # the cluster of a PostgreSQL variant
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -337,6 +375,7 @@ class Benchmark:
     def run(self) -> dict:
         args = self.args
         postgres, redis = Postgres(), Redis(self.procs)
+        self.postgres = postgres
         try:
             self.log(f"rendering {args.variant.stack} into {self.scratch}")
             config = cookiecutter_config(self.scratch / "cookiecutter-home")
@@ -399,6 +438,13 @@ class Benchmark:
             ),
             "argon2": params,
             "project": project.name,
+            "distinct_users": args.users,
+            "scale": (
+                f"{scale.USERS:,} users, {scale.ROWS:,} sessions and {scale.ROWS:,} audit events "
+                "seeded (benchmarks/scale.py)"
+                if args.scale
+                else None
+            ),
         }
 
     # ----------------------------------------------------------------------- one target
@@ -458,7 +504,15 @@ class Benchmark:
         self.log(f"service pid {service.process.pid}, ceiling app pid {ceiling.process.pid}")
         self.log(f"seeding {EMAIL} with: python -m app.cli create-admin")
         seed_user(project, env, EMAIL, password)
-        return Target(kind, title, service, ceiling, password, project, env)
+        target = Target(kind, title, service, ceiling, password, project, env)
+        if args.scale:
+            self.log(f"seeding {scale.USERS:,} users, {scale.ROWS:,} sessions and "
+                     f"{scale.ROWS:,} audit events (benchmarks/scale.py)")  # fmt: skip
+            began = time.monotonic()
+            execute_sql(env["DATABASE_URL"], *scale.SEED)
+            target.scale["seed_seconds"] = round(time.monotonic() - began, 1)
+            self.log(f"  seeded in {target.scale['seed_seconds']:.0f} s")
+        return target
 
     def start_twins(self, target: Target) -> None:
         """A new pair for each round: two processes of one program can differ by several per
@@ -504,12 +558,15 @@ class Benchmark:
             rounds: dict[str, list[dict]] = {}
             for number in range(1, self.args.rounds + 1):
                 self.log(f"{target.title}: round {number}/{self.args.rounds}")
-                self.start_twins(target)
+                if not self.args.scale:
+                    self.start_twins(target)
                 for name, result in self.one_round(target, project, params, number).items():
                     rounds.setdefault(name, []).append(result)
             # wrk stops with logins still queued in the service: let them finish first.
             time.sleep(RSS_SETTLE_SECONDS)
             memory = [{"pid": pid, **memory_mib(pid)} for pid in target.service.worker_pids()]
+            if self.args.scale and kind == "uvicorn":  # one target is enough: the same SQL
+                target.scale["plans"] = self.explain(target)
         finally:
             self.procs.stop(target.service.process)
             self.procs.stop(target.ceiling.process)
@@ -528,7 +585,8 @@ class Benchmark:
             "service_command": target.service.command,
             "ceiling_command": target.ceiling.command,
             "measurements": measurements,
-            "checks": report.checks(measurements),
+            "checks": report.checks(measurements, self.args.variant.database),
+            **({"scale": target.scale} if target.scale else {}),
         }
 
     @staticmethod
@@ -546,17 +604,34 @@ class Benchmark:
         args = self.args
         service, ceiling = target.service.base_url, target.ceiling.base_url
         cookie = access_cookie(service, target.password)
+        cookie_name = cookie.split("=", 1)[0]
         ua = {"User-Agent": USER_AGENT}
         me = Job("users_me", service, f"{API}/users/me", args.connections,
                  headers={**ua, "Cookie": cookie})  # fmt: skip
+        seeded = self.seed_users(target)
+        cookies = [f"{cookie_name}={token}" for token in seeded["tokens"]]
+        many = f"{cookie_name}={seeded['sessions_token']}"
+        distinct = Job("users_me_distinct", service, f"{API}/users/me", args.connections,
+                       headers=ua, cookies=cookies)  # fmt: skip
+        sessions = Job("sessions_list", service, f"{API}/auth/sessions", args.connections,
+                       headers={**ua, "Cookie": many})  # fmt: skip
+        admin_users = f"{API}/admin/users?limit={ADMIN_PAGE_SIZE}"
+        admin_first = Job("admin_users_first", service, admin_users, args.connections,
+                          headers={**ua, "Cookie": cookie})  # fmt: skip
+        admin_deep = Job("admin_users_deep", service,
+                         f"{admin_users}&cursor={seeded['deep_cursor']}", args.connections,
+                         headers={**ua, "Cookie": cookie})  # fmt: skip
         # The same request to the twins, metrics off and on (same database, same session, same
         # history), as A-B-B-A, A alternating between rounds: a drift of the machine's speed
         # during the four loads, or a cost to whichever goes second, falls on both alike.
-        first, second = [
-            Job(f"users_me_metrics_{state}", target.twins[state].base_url, f"{API}/users/me",
-                args.connections, headers={**ua, "Cookie": cookie})
-            for state in (("off", "on") if number % 2 else ("on", "off"))
-        ]  # fmt: skip
+        twins: list[tuple[list[str], list[Job]]] = []
+        if target.twins:
+            first, second = [
+                Job(f"users_me_metrics_{state}", target.twins[state].base_url, f"{API}/users/me",
+                    args.connections, headers={**ua, "Cookie": cookie})
+                for state in (("off", "on") if number % 2 else ("on", "off"))
+            ]  # fmt: skip
+            twins = [([job.name], [job]) for job in (first, second, second, first)]
         login_body = json.dumps({"email": EMAIL, "password": target.password}).encode()
         json_headers = {**ua, "Content-Type": "application/json"}
         login = Job("login", service, f"{API}/auth/login", args.login_connections,
@@ -574,10 +649,11 @@ class Benchmark:
             (["ceiling_jwt"], [Job("ceiling_jwt", ceiling, "/jwt", args.connections,
                                    headers={**ua, "Cookie": f"access_token={token}"})]),
             (["users_me"], [me]),
-            ([first.name], [first]),
-            ([second.name], [second]),
-            ([second.name], [second]),
-            ([first.name], [first]),
+            (["users_me_distinct"], [distinct]),
+            *twins,
+            (["sessions_list"], [sessions]),
+            (["admin_users_first"], [admin_first]),
+            (["admin_users_deep"], [admin_deep]),
             (["refresh"], [refresh]),
             (["login"], [login]),
             (["mfa_verify"], [totp]),
@@ -585,6 +661,8 @@ class Benchmark:
             (["argon2_ceiling"], []),
             (["users_me_storm", "login_storm"], [me, login]),
         ]  # fmt: skip
+        if args.scale:
+            plan = [(names, jobs) for names, jobs in plan if names[0] in SCALE_ROWS]
         results: dict[str, dict] = {}
         for names, jobs in plan:
             if names == ["argon2_ceiling"]:
@@ -661,6 +739,91 @@ class Benchmark:
                 what=f"benchmarks/mfa_seed.py {kind} {count}",
             )
             return Path(out.name).read_bytes().splitlines()
+
+    def seed_users(self, target: Target) -> dict:
+        """--users users signed in, a user with SESSIONS_OF_ONE_USER sessions, the admin list's
+        deep cursor, and fresh access tokens for them all: users_seed.py."""
+        args = self.args
+        with tempfile.NamedTemporaryFile(prefix="bench-users-", dir=self.scratch) as out:
+            run_checked(
+                [PYTHON, str(BENCH_DIR / "users_seed.py"), str(args.users),
+                 str(SESSIONS_OF_ONE_USER), str(ADMIN_PAGE_SIZE), out.name, USER_AGENT],
+                cwd=target.project,
+                env={**target.env, "PYTHONPATH": str(target.project)},
+                what=f"benchmarks/users_seed.py {args.users} {SESSIONS_OF_ONE_USER}",
+            )  # fmt: skip
+            seeded = json.loads(Path(out.name).read_text())
+        if seeded["deep_cursor"] is None:
+            raise BenchmarkError("users_seed.py found no users for the admin list's deep page")
+        return seeded
+
+    def explain(self, target: Target) -> dict[str, list[dict]]:
+        """The plan of every statement behind each of EXPLAINED_ROWS, at scale.
+
+        `auto_explain` logs the plans of the database's new connections (benchmarks/scale.py),
+        so a fresh uvicorn of the service serves one request of each row, and the log written
+        while it answers (and does the work it defers past the response) is that row's."""
+        import httpx
+
+        assert self.postgres is not None
+        self.log("explaining the rows' queries (auto_explain, a fresh uvicorn)")
+        database_url = target.env["DATABASE_URL"]
+        seeded = self.seed_users(target)
+        (refresh_token,) = refresh_tokens(target.service.base_url, target.password, 1)
+        admin = access_cookie(target.service.base_url, target.password)
+        name = admin.split("=", 1)[0]
+        requests: dict[str, tuple[str, str, dict]] = {
+            "login": ("POST", "/auth/login",
+                      {"json": {"email": EMAIL, "password": target.password}}),
+            "refresh": ("POST", "/auth/refresh", {"json": {"refresh_token": refresh_token}}),
+            "users_me_distinct": ("GET", "/users/me",
+                                  {"headers": {"Cookie": f"{name}={seeded['tokens'][-1]}"}}),
+            "sessions_list": ("GET", "/auth/sessions",
+                              {"headers": {"Cookie": f"{name}={seeded['sessions_token']}"}}),
+            "admin_users_first": ("GET", "/admin/users",
+                                  {"params": {"limit": ADMIN_PAGE_SIZE},
+                                   "headers": {"Cookie": admin}}),
+            "admin_users_deep": ("GET", "/admin/users",
+                                 {"params": {"limit": ADMIN_PAGE_SIZE,
+                                             "cursor": seeded["deep_cursor"]},
+                                  "headers": {"Cookie": admin}}),
+        }  # fmt: skip
+        assert tuple(requests) == EXPLAINED_ROWS
+        rows = scale.table_rows(database_url)
+        explaining = scale.Explaining(self.postgres, database_url)
+        # The mail poll and the purge run on timers, not for any request: off, so that what
+        # the log holds while a request is answered is that request's.
+        quiet = {**target.env, "MAIL_POLL_SECONDS": "0", "PURGE_INTERVAL_SECONDS": "0"}
+        explaining.start()
+        port = free_port()
+        plans: dict[str, list[dict]] = {}
+        try:
+            server = start_server(
+                self.procs, name="service with auto_explain (uvicorn)",
+                args=uvicorn_args("app.main:app", port), cwd=target.project, env=quiet,
+                port=port, ready_path="/health/live",
+                log=self.scratch / "logs" / "service-explain.log", gunicorn=False,
+            )  # fmt: skip
+            try:
+                for row, (method, path, options) in requests.items():
+                    mark = explaining.mark()
+                    headers = {"User-Agent": USER_AGENT, **options.pop("headers", {})}
+                    response = httpx.request(
+                        method, f"{server.base_url}{API}{path}", headers=headers, timeout=60,
+                        **options,
+                    )  # fmt: skip
+                    if response.is_error:
+                        raise BenchmarkError(
+                            f"{row} for the plans: {response.status_code} {response.text}"
+                        )
+                    time.sleep(EXPLAIN_SETTLE_SECONDS)
+                    plans[row] = scale.verdicts(explaining.plans_since(mark), rows)
+                    self.log(f"  {row}: {report.plan_summary(plans[row])}")
+            finally:
+                self.procs.stop(server.process)
+        finally:
+            explaining.stop()
+        return plans
 
     def top_up(self, target: Target, connections: int) -> None:
         """At least one unused refresh token per connection, plus a few spare."""

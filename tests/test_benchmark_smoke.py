@@ -20,8 +20,12 @@ LOAD_MEASUREMENTS = (
     "ceiling_bare",
     "ceiling_jwt",
     "users_me",
+    "users_me_distinct",
     "users_me_metrics_off",
     "users_me_metrics_on",
+    "sessions_list",
+    "admin_users_first",
+    "admin_users_deep",
     "refresh",
     "login",
     "mfa_verify",
@@ -32,8 +36,13 @@ LOAD_MEASUREMENTS = (
 CHECKS = (
     "users_me_vs_jwt_ceiling",
     "users_me_vs_bare_ceiling",
+    "users_me_distinct_vs_jwt_ceiling",
     "users_me_metrics_on_vs_off",
+    "sessions_list_vs_users_me",
+    "admin_users_first_vs_users_me",
+    "admin_users_deep_vs_users_me",
     "refresh_vs_jwt_ceiling",
+    "refresh_p99_ms",  # SQLite, the variant of the quick run: the refresh row's target
     "login_vs_argon2_ceiling",
     "mfa_verify_vs_login",
     "passkey_login_vs_login",
@@ -70,6 +79,9 @@ def test_quick_benchmark_reports_every_measurement(
     table = output.with_suffix(".md").read_text()
     assert "GET /api/v1/users/me" in table
     assert "GET /api/v1/users/me, twin, METRICS_ENABLED=true" in table
+    assert "GET /api/v1/users/me, 5,000 distinct users' tokens" in table
+    assert "GET /api/v1/auth/sessions, 200 active sessions" in table
+    assert "GET /api/v1/admin/users, deep page (cursor)" in table
     assert "POST /api/v1/auth/login" in table
     assert "POST /api/v1/auth/mfa/verify" in table
     assert "POST /api/v1/auth/passkeys/login" in table

@@ -14,55 +14,24 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from benchmarks import infra
 from benchmarks.infra import BenchmarkError, Variant
+from benchmarks.scale import (
+    BIG_TABLES,
+    PAST_RETENTION,
+    SEED,
+    Explaining,
+    relations,
+    sequential_scans,
+)
 from support import output_of, run, serving, variant_params
 from test_reliability import ADMIN, PASSWORD, prepare, service_env
 
-ROWS = 1_000_000  # sessions, and audit events
-USERS = 10_000
-PAST_RETENTION = 1_000  # of each: what the purge finds, as it would after an hour
-BIG_TABLES = {"session", "audit_event"}
 USER = "user7@example.com"  # one of the seeded users, with ROWS / USERS sessions
-
-SEED = [
-    # Users in sign-up order, each with the `user` role and the admin's password hash.
-    f"""INSERT INTO "user" (id, email, password_hash, is_active, is_verified, created_at,
-        updated_at, password_changed_at)
-    SELECT gen_random_uuid(), 'user' || i || '@example.com', admin.password_hash, true, true,
-        now() - i * interval '1 minute', now(), now()
-    FROM generate_series(1, {USERS}) i, (SELECT password_hash FROM "user" LIMIT 1) admin""",
-    """INSERT INTO user_role (user_id, role_id)
-    SELECT u.id, r.id FROM "user" u, role r WHERE r.name = 'user' AND u.email LIKE 'user%'""",
-    # Sessions of the last 30 days, a third of them signed out; a few past retention.
-    f"""INSERT INTO session (id, user_id, created_at, last_seen_at, expires_at, revoked_at,
-        revoked_reason, ip_address, last_ip_address, user_agent, device_label, fingerprint,
-        refresh_generation, refresh_token_hash, refresh_issued_at, authenticated_at, auth_method)
-    SELECT gen_random_uuid(), ids[1 + g % {USERS}], t, t, t + interval '30 days',
-        CASE WHEN g % 3 = 0 THEN t + interval '1 hour' END,
-        CASE WHEN g % 3 = 0 THEN 'logout' END,
-        '192.0.2.1', '192.0.2.1', 'seed', 'Firefox on Linux', md5(g::text), 0,
-        md5('refresh' || g), t, t, 'password'
-    FROM generate_series(1, {ROWS}) g,
-        LATERAL (SELECT CASE WHEN g <= {PAST_RETENTION} THEN now() - interval '61 days'
-                        ELSE now() - (g % 720) * interval '1 hour' END AS t) moment,
-        (SELECT array_agg(id) AS ids FROM "user" WHERE email LIKE 'user%') users""",
-    # A year of audit events, a few older.
-    f"""INSERT INTO audit_event (id, user_id, type, ip_address, user_agent, created_at)
-    SELECT gen_random_uuid(), ids[1 + g % {USERS}],
-        (ARRAY['login_succeeded', 'login_failed', 'session_revoked'])[1 + g % 3],
-        '192.0.2.1', 'seed',
-        CASE WHEN g <= {PAST_RETENTION} THEN now() - interval '400 days'
-             ELSE now() - (g % 8760) * interval '1 hour' END
-    FROM generate_series(1, {ROWS}) g,
-        (SELECT array_agg(id) AS ids FROM "user" WHERE email LIKE 'user%') users""",
-    "ANALYZE",
-]
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +60,11 @@ def test_every_query_the_service_runs_uses_an_index_at_a_million_rows(
         DATABASE_URL=database_url, RATE_LIMIT_ENABLED="false", PURGE_INTERVAL_SECONDS="0"
     )
     prepare(project, env)  # migrated, and the admin of test_reliability
-    name = database_url.rsplit("/", 1)[1]
     infra.execute_sql(database_url, *SEED)
     # From here on, every new connection to this database logs the plan of each statement.
-    infra.execute_sql(
-        explaining_postgres.admin_url,
-        f"ALTER DATABASE {name} SET session_preload_libraries = 'auto_explain'",
-        f"ALTER DATABASE {name} SET auto_explain.log_min_duration = 0",
-        f"ALTER DATABASE {name} SET auto_explain.log_format = 'json'",
-        f"ALTER DATABASE {name} SET auto_explain.log_nested_statements = on",
-    )
-    log = Path(str(explaining_postgres.root)) / "server.log"
-    start = log.stat().st_size
+    explaining = Explaining(explaining_postgres, database_url)
+    explaining.start()
+    start = explaining.mark()
 
     with serving(project, env, tmp_path / "api.log") as base:
         use_the_service(base)
@@ -110,7 +72,7 @@ def test_every_query_the_service_runs_uses_an_index_at_a_million_rows(
     assert result.returncode == 0, output_of(result)
     assert f"{PAST_RETENTION} sessions" in result.stdout, result.stdout
 
-    plans = logged_plans(log.read_text(errors="replace")[start:])
+    plans = explaining.plans_since(start)
     queries = {plan["Query Text"]: plan["Plan"] for plan in plans}
     touching = {text for text, plan in queries.items() if relations(plan) & BIG_TABLES}
     print(f"{len(queries)} distinct statements, {len(touching)} on session or audit_event")
@@ -177,33 +139,3 @@ def use_the_service(base: str) -> None:
         assert admin.patch(f"/admin/users/{someone}", json={"is_active": False}).is_success
         for path in ("/admin/roles", "/admin/permissions", "/users/me"):
             assert admin.get(path).is_success, path
-
-
-def logged_plans(log: str) -> list[dict[str, Any]]:
-    """auto_explain's JSON plans: a `duration: ... plan:` line, then the plan indented by a tab."""
-    plans, lines = [], iter(log.splitlines())
-    collecting: list[str] | None = None
-    for line in lines:
-        if collecting is not None and line.startswith("\t"):
-            collecting.append(line[1:])
-            continue
-        if collecting:
-            plans.append(json.loads("\n".join(collecting)))
-        collecting = [] if line.rstrip().endswith("plan:") else None
-    if collecting:
-        plans.append(json.loads("\n".join(collecting)))
-    return plans
-
-
-def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from nodes(child)
-
-
-def relations(plan: dict[str, Any]) -> set[str]:
-    return {node["Relation Name"] for node in nodes(plan) if "Relation Name" in node}
-
-
-def sequential_scans(plan: dict[str, Any]) -> set[str]:
-    return {node["Relation Name"] for node in nodes(plan) if node["Node Type"] == "Seq Scan"}
