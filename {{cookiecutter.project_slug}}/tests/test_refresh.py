@@ -4,12 +4,13 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import event, text
-from sqlmodel import col, select, update
+from sqlmodel import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
@@ -109,23 +110,21 @@ async def test_a_refresh_is_one_statement_beside_the_orm(
     assert [sql for sql in orm if "session" in sql] == []
 
 
-async def test_a_deactivated_user_cannot_refresh_a_live_session(
-    client: AsyncClient, alice: User, db: AsyncSession
-) -> None:
-    """Deactivation also revokes the sessions; this checks the user is judged on its own."""
-    tokens = await api_tokens(client)
-    await db.exec(update(User).where(col(User.id) == alice.id).values(is_active=False))
-    await db.commit()
-    response = await refresh(client, tokens["refresh_token"])
-    assert response.status_code == 401
-    assert response.json()["code"] == "session_revoked"
-
-
-async def test_a_revoked_session_refuses_its_current_token(
-    client: AsyncClient, alice: User, db: AsyncSession
+@pytest.mark.parametrize(
+    "end",
+    [
+        # Deactivation also revokes the sessions; here the user is judged on its own.
+        pytest.param(update(User).values(is_active=False), id="user-deactivated"),
+        pytest.param(
+            update(DeviceSession).values(revoked_at=DeviceSession.created_at), id="session-revoked"
+        ),
+    ],
+)
+async def test_a_live_looking_token_of_an_ended_session_is_refused(
+    client: AsyncClient, alice: User, db: AsyncSession, end: Any
 ) -> None:
     tokens = await api_tokens(client)
-    await db.exec(update(DeviceSession).values(revoked_at=DeviceSession.created_at))
+    await db.exec(end)
     await db.commit()
     response = await refresh(client, tokens["refresh_token"])
     assert response.status_code == 401
