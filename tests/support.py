@@ -25,6 +25,12 @@ import pytest
 from benchmarks.infra import BIN_DIR, VARIANTS, clean_env, cookiecutter_config
 from benchmarks.procs import free_port
 
+# An image pinned by release and digest: `name:x.y[.z][-variant]@sha256:<64 hex>`. Docker pulls
+# the digest (a tag can be pushed again); the tag says what it is.
+TAG_AND_DIGEST = re.compile(
+    r"[a-z0-9][\w./-]*:v?\d+\.\d+(?:\.\d+)?(?:-[\w.-]+)?@sha256:[0-9a-f]{64}"
+)
+
 # A git identity and no system config, for the repositories the tests make.
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Template Tests",

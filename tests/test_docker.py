@@ -29,7 +29,15 @@ import yaml
 
 from benchmarks.infra import BIN_DIR, Variant, clean_env
 from benchmarks.procs import free_port
-from support import group_alive, output_of, run, tool, variant_params, wait_until_ready
+from support import (
+    TAG_AND_DIGEST,
+    group_alive,
+    output_of,
+    run,
+    tool,
+    variant_params,
+    wait_until_ready,
+)
 
 DOCKER = variant_params(use_docker="yes")
 PYTHON = sys.executable
@@ -397,6 +405,42 @@ def test_the_image_installs_uv_lock_with_uv_and_a_cache_mount(project: Path) -> 
         for script, mounts in zip(stage.runs, stage.mounts, strict=True):
             if script.startswith("uv "):
                 assert mounts == ["--mount=type=cache,target=/root/.cache/uv"], script
+
+
+def pulled_images(project: Path) -> dict[str, list[str]]:
+    """Every image a build or a stack pulls, by the file naming it: the Dockerfile's FROM
+    lines (not its own stages), compose `image:` keys (not the service it builds) and the CI
+    job's service containers."""
+    stages = dockerfile_stages(project)
+    images = {"Dockerfile": [s.base for s in stages.values() if s.base not in stages]}
+    for name in ("docker-compose.yml", "docker-compose.prod.yml"):
+        services = yaml.safe_load((project / name).read_text())["services"].values()
+        images[name] = [s["image"] for s in services if "image" in s and "build" not in s]
+    jobs = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())["jobs"]
+    services = [s for job in jobs.values() for s in job.get("services", {}).values()]
+    images["ci.yml"] = [service["image"] for service in services]
+    return images
+
+
+@pytest.mark.parametrize(
+    "variant", variant_params(use_docker="yes", database="postgresql", rate_limiter="redis")
+)
+def test_every_pulled_image_is_pinned_by_tag_and_digest(project: Path) -> None:
+    """`name:tag@sha256:...`: the digest is what is pulled, the tag says what it is. A tag can
+    be pushed again; a digest cannot. One image has one reference in every file."""
+    images = pulled_images(project)
+    uv = f"ghcr.io/astral-sh/uv:{locked_version(project, 'uv')}"
+    everywhere = [image for found in images.values() for image in found]
+    # The exception: uv's image follows uv.lock (`make lock` moves it); no digest known for it.
+    unpinned = [i for i in everywhere if i != uv and not TAG_AND_DIGEST.fullmatch(i)]
+    assert unpinned == [], "pin `name:x.y[.z][-variant]@sha256:<index digest>`"
+    by_name: dict[str, set[str]] = {}
+    for image in everywhere:
+        by_name.setdefault(image.split(":")[0], set()).add(image)
+    assert {name: refs for name, refs in by_name.items() if len(refs) > 1} == {}
+    assert set(by_name) == {
+        "ghcr.io/astral-sh/uv", "python", "postgres", "redis", "caddy", "axllent/mailpit"
+    }  # fmt: skip
 
 
 def installed(python: Path) -> dict[str, str]:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
+import shutil
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from benchmarks.infra import DATABASES, RATE_LIMITERS, clean_env
+from benchmarks.infra import DATABASES, RATE_LIMITERS, TEMPLATE_DIR, clean_env
 from locks import COMBOS, uv, uv_env
-from support import output_of, run
+from support import output_of, pytest_summary, run, variant_params
 
 COMBO_IDS = [f"{database}-{rate_limiter}" for database, rate_limiter in COMBOS]
 
@@ -108,3 +111,77 @@ def test_make_install_syncs_exactly_the_lock(
     for name in ("fastapi", "sqlalchemy", driver, "pytest", "ruff", "uv"):
         assert present.get(name) == pinned[name], name
     assert ("redis" in present) == (rate_limiter == "redis")
+
+
+# The Pythons the generated CI tests on (its matrix), as the template writes them.
+CI_WORKFLOW = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / ".github" / "workflows" / "ci.yml"
+CI_PYTHONS = json.loads(re.search(r"python-version: (\[.*\])", CI_WORKFLOW.read_text())[1])
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+# A small part of the generated suite that goes through what differs between Python versions:
+# the compiled dependencies (argon2, cryptography, asyncpg, pydantic-core), Alembic, sign-in,
+# rotation, the mail outbox's encryption, the Redis limiter and a second factor.
+SMOKE_TESTS = (
+    "tests/test_migrations.py",
+    "tests/test_register.py",
+    "tests/test_login.py",
+    "tests/test_refresh.py",
+    "tests/test_outbox.py",
+    "tests/test_redis_limiter.py",
+    "tests/test_recovery_codes.py",
+    "-k",
+    "not send_mail",  # the `send-mail` command's own processes: the slowest, and not the point
+)
+
+
+def interpreter(version: str) -> Path | None:
+    """An interpreter of `version` on this machine: pyenv's newest X.Y.*, else pythonX.Y on PATH
+    (not a pyenv shim, which answers only for the versions pyenv has selected)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+
+    def release(path: Path) -> list[int]:  # versions/3.13.0/bin/python3.13: [3, 13, 0]
+        return [int(part) if part.isdigit() else -1 for part in path.parts[-3].split(".")]
+
+    installed = sorted(root.glob(f"versions/{version}.*/bin/python{version}"), key=release)
+    if installed:
+        return installed[-1]
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if "shims" not in p
+    )
+    found = shutil.which(f"python{version}", path=path)
+    return Path(found) if found else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", [v for v in CI_PYTHONS if v != THIS_PYTHON])
+@pytest.mark.parametrize(
+    "variant", variant_params(database="postgresql", rate_limiter="redis", use_docker="no")
+)
+def test_the_lock_installs_and_works_on_each_python_the_ci_tests(
+    bake, tmp_path: Path, version: str, fresh_database, redis_url: str
+) -> None:
+    """The CI matrix tests Pythons this suite does not run on: `make install PYTHON=...` syncs
+    the lock onto each one found here, and a part of the generated suite passes on it,
+    against PostgreSQL and Redis. A dependency without a wheel or a release for that Python, or
+    code that only works on the default one, fails here rather than in the project's CI."""
+    python = interpreter(version)
+    if python is None:
+        pytest.skip(f"no Python {version} on this machine (pyenv install {version})")
+    project = bake(tmp_path, database="postgresql", rate_limiter="redis", use_docker="no")
+    env = make_env(tmp_path)
+    installed = run(["make", "install", f"PYTHON={python}"], cwd=project, env=env, timeout=900)
+    assert installed.returncode == 0, output_of(installed)
+    venv_python = project / ".venv" / "bin" / "python"
+    reported = run([str(venv_python), "-c", "import sys; print(sys.version)"], cwd=project, env=env)
+    assert reported.stdout.startswith(f"{version}."), output_of(reported)
+    test_env = {
+        **env,
+        "PATH": os.pathsep.join([str(venv_python.parent), env["PATH"]]),  # its tools first
+        "TEST_DATABASE_URL": fresh_database("py" + version.replace(".", "")),
+        "TEST_REDIS_URL": redis_url,
+    }
+    tests = run([str(venv_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *SMOKE_TESTS],
+                cwd=project, env=test_env, timeout=900)  # fmt: skip
+    summary = pytest_summary(tests.stdout)
+    assert tests.returncode == 0, output_of(tests)
+    assert " passed" in summary, output_of(tests)
+    assert "skipped" not in summary, output_of(tests)

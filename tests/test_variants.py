@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -61,6 +62,39 @@ def test_nothing_left_unrendered(project: Path, baked) -> None:
             if pattern.search(line):
                 leftovers.append(f"{relative}:{number}: {line.strip()}")
     assert leftovers == []
+
+
+TABLE_SEPARATOR = re.compile(r"\|(\s*:?-+:?\s*\|)+")
+
+
+def markdown_tables(text: str) -> tuple[dict[str, list[str]], list[str]]:
+    """The tables of a Markdown text, by header row, with their rows; and the stray rows: lines
+    of pipes outside any table (a row after a paragraph shows as text, not in the table)."""
+    tables: dict[str, list[str]] = {}
+    stray: list[str] = []
+    lines = [*text.splitlines(), ""]
+    rows: list[str] | None = None
+    fenced = False
+    for line, following in itertools.pairwise(lines):
+        fenced ^= line.startswith("```")
+        if fenced or not line.startswith("|"):
+            rows = None
+        elif rows is None and TABLE_SEPARATOR.fullmatch(following):
+            rows = tables[line] = []
+        elif rows is None:
+            stray.append(line)
+        elif not TABLE_SEPARATOR.fullmatch(line):
+            rows.append(line)
+    return tables, stray
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_readme_tables_are_whole(project: Path) -> None:
+    """Every row of the README is in a table (the health checks are in the API table)."""
+    tables, stray = markdown_tables((project / "README.md").read_text())
+    assert stray == []
+    api = tables["| method and path | auth | what it does |"]
+    assert any(row.startswith("| `GET /health/live`") for row in api)
 
 
 @pytest.mark.parametrize("variant", ALL)

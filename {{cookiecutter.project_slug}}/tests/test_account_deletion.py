@@ -252,6 +252,68 @@ async def test_two_deletions_at_once_delete_once(
     assert len(await notices(app, outbox)) == 1
 
 
+# --- sign-ins racing the deletion ------------------------------------------------------------
+
+
+def answered_cleanly(response: Response) -> bool:
+    """A 2xx, or a 4xx that says what went wrong (`detail` and `code`): never a 5xx."""
+    if response.is_success:
+        return True
+    body = response.json()
+    return 400 <= response.status_code < 500 and bool(body.get("detail") and body.get("code"))
+
+
+class TestSignInsRacingTheDeletion:
+    """Someone who has the password (the owner on another device, or whoever stole it) signs in
+    again and again while the owner deletes the account: a sign-in that read the account before
+    it went must not write its session (or its failed attempt) after it, as a 500."""
+
+    @pytest.fixture
+    def settings(self) -> Settings:
+        """No limit in the way: every attempt reaches the password check."""
+        return make_settings(
+            rate_limit_login_ip="1000/minute", rate_limit_login_account="1000/minute"
+        )
+
+    @pytest.mark.parametrize("attempt", range(2))
+    @pytest.mark.parametrize("second_factor", [False, True], ids=["password", "totp"])
+    async def test_each_sign_in_ends_cleanly_and_no_session_outlives_the_account(
+        self,
+        app: FastAPI,
+        signed_in: AsyncClient,
+        alice: User,
+        clock: Clock,
+        second_factor: bool,
+        attempt: int,
+    ) -> None:
+        """Sign-ins start one after another while the deletion runs, so some read the account
+        before it goes and finish after; one in four has the wrong password. With a second
+        factor, a right password opens a pending second step instead of a session."""
+        if second_factor:
+            await enable_totp(signed_in, clock)
+        async with AsyncExitStack() as stack:
+            deletion = asyncio.create_task(delete_me(signed_in))
+            devices: list[AsyncClient] = []
+            sign_ins: list[asyncio.Task[Response]] = []
+            while not deletion.done() and len(devices) < 40:
+                http = await stack.enter_async_context(device(app, ip=f"203.0.113.{len(devices)}"))
+                password = WRONG if len(devices) % 4 == 0 else PASSWORD
+                body = {"email": ALICE, "password": password}
+                sign_ins.append(asyncio.create_task(http.post(LOGIN, json=body)))
+                devices.append(http)
+                await asyncio.sleep(0.01)
+            deleted, answers = await deletion, await asyncio.gather(*sign_ins)
+            assert deleted.status_code == 204, deleted.text
+            unclean = [(r.status_code, r.text) for r in answers if not answered_cleanly(r)]
+            assert unclean == []
+            after = await signed_in.post(LOGIN, json={"email": ALICE, "password": PASSWORD})
+            assert after.json()["code"] == "invalid_credentials"  # as for an unknown address
+            for http, answer in zip(devices, answers, strict=True):
+                if answer.is_success:  # signed in just before: the session went with the account
+                    assert (await http.get(ME)).status_code == 401
+        assert not any((await dependants(app, alice.id)).values())
+
+
 # --- refusals: nothing is deleted ------------------------------------------------------------
 
 

@@ -6,17 +6,20 @@ never send one message twice, and a body with a live link is sealed until sent, 
 """
 
 import asyncio
+import logging
 import re
 import sys
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -34,6 +37,7 @@ from tests.helpers import (
     ALICE,
     PASSWORD,
     PROJECT,
+    TEST_DATABASE_URL,
     Clock,
     Inbox,
     Outbox,
@@ -209,6 +213,50 @@ async def test_mail_of_a_process_that_died_after_the_commit_is_sent_after_a_rest
             verified = await http.post(f"{API}/auth/verify-email", json={"token": token})
         assert verified.status_code == 200, verified.text
     assert len(box) == 1
+
+
+def unreachable_database(tmp_path: Path) -> str:
+    """A database that cannot be reached: PostgreSQL on a port nobody listens on (a server
+    that is down), or a SQLite "file" that is a directory."""
+    url = make_url(TEST_DATABASE_URL)
+    if url.get_backend_name() == "sqlite":
+        return url.set(database=str(tmp_path)).render_as_string(False)
+    return url.set(host="127.0.0.1", port=free_port()).render_as_string(False)
+
+
+def poller_records(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == mail_queue.__name__]
+
+
+async def test_while_the_database_is_down_the_poller_warns_once_and_once_more_when_it_is_back(
+    app: FastAPI,
+    db: AsyncSession,
+    no_delivery_after_commit: None,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    """A service whose database is down polls on, every MAIL_POLL_SECONDS, without a warning
+    each time: one when it starts failing, one when it works again, and the mail queued in the
+    meantime goes out."""
+    await register(app, "new@example.com")  # queued; its process died before sending it
+    caplog.set_level(logging.INFO, logger=mail_queue.__name__)
+    down = unreachable_database(tmp_path)
+    cut_off = create_app(make_settings(database_url=down, mail_poll_seconds=0.01))
+    box = Outbox()
+    mailer_of(cut_off).backend = box
+    async with LifespanManager(cut_off):
+        await asyncio.sleep(1)  # dozens of rounds, each failing
+        [warning] = poller_records(caplog)
+        assert "Mail delivery failed" in warning
+        # The database is back (the service's sessions now reach the running one).
+        cut_off.state.sessionmaker.configure(bind=app.state.engine)
+        for _ in range(200):
+            if box:
+                break
+            await asyncio.sleep(0.02)
+        assert [message.to for message in box] == ["new@example.com"]
+        await asyncio.sleep(0.2)  # more rounds, all fine
+    assert poller_records(caplog) == [warning, "Mail delivery works again"]
 
 
 async def test_a_message_whose_worker_was_killed_mid_send_goes_out_when_its_claim_runs_out(

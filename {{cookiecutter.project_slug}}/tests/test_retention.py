@@ -181,6 +181,26 @@ async def test_a_backlog_goes_in_batches_each_in_a_transaction_of_its_own(
     assert count.one() == 0
 
 
+async def test_the_report_counts_only_the_batches_that_deleted_rows(
+    app: FastAPI, db: AsyncSession
+) -> None:
+    """What the operator reads in the log: nothing to delete is 0 batches, not one per rule;
+    a backlog of exactly two batches is 2, not 2 and the empty look that found the end."""
+    nothing = await Purger(app.state.sessionmaker, app.state.settings).run()
+    assert nothing is not None and nothing.batches == 0
+    zeros = "0 sessions, 0 one-time tokens, 0 MFA challenges, 0 audit events, 0 mails"
+    assert str(nothing) == f"{zeros} deleted in 0 batch(es)"
+    old = ago(days=400)
+    await db.exec(
+        insert(AuditEvent),
+        params=[{"id": uuid.uuid4(), "type": "login_failed", "created_at": old} for _ in range(20)],
+    )
+    await db.commit()
+    report = await Purger(app.state.sessionmaker, make_settings(purge_batch_size=10)).run()
+    assert report is not None and report.batches == 2
+    assert str(report).endswith("20 audit events, 0 mails deleted in 2 batch(es)")
+
+
 async def test_a_concurrent_burst_of_scheduled_purges_runs_one(app: FastAPI) -> None:
     purgers = [Purger(app.state.sessionmaker, app.state.settings) for _ in range(8)]
     reports = await asyncio.gather(*(p.run(on_schedule=True) for p in purgers))

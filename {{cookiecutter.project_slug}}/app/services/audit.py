@@ -7,9 +7,11 @@ must outlive the error that rolls that operation back.
 
 import uuid
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import AuditEvent, AuditEventType
+from app.services import users
 from app.services.context import ClientInfo
 
 
@@ -40,6 +42,17 @@ async def record_now(
     detail: str | None = None,
 ) -> None:
     """Record the event and commit it with whatever the transaction holds so far, before the
-    caller raises: the only commit outside a public service method."""
+    caller raises: the only commit outside a public service method.
+
+    An account deleted since the caller read it (a failed sign-in racing the deletion) cannot
+    be pointed at: the event is kept without it, as for an address never registered, and what
+    else the transaction held went with the account."""
     record(db, event, client, user_id, detail)
-    await db.commit()
+    try:
+        await db.commit()
+    except IntegrityError:
+        await db.rollback()
+        if user_id is None or await users.exists(db, user_id):
+            raise
+        record(db, event, client, None, detail)
+        await db.commit()

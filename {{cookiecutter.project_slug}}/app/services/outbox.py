@@ -174,16 +174,28 @@ class Courier:
 
     async def every_interval(self) -> None:
         """The service's loop: a round now, then one every `MAIL_POLL_SECONDS`, until
-        cancelled."""
+        cancelled. A failing round (the database is down) is tried again next time; the log
+        hears of it once when the failure starts or changes, and once when a round works
+        again, not every MAIL_POLL_SECONDS."""
+        failing: str | None = None  # what the failing rounds raise
         while True:
             try:
                 await self.deliver_due()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # the database is down: try again next round
-                logger.warning(
-                    "Mail delivery failed (%s); trying again later", type(error).__name__
-                )
+            except Exception as error:
+                if type(error).__name__ != failing:
+                    failing = type(error).__name__
+                    logger.warning(
+                        "Mail delivery failed (%s); trying again every %g s, quietly until "
+                        "it works or fails differently",
+                        failing,
+                        self.settings.mail_poll_seconds,
+                    )
+            else:
+                if failing is not None:
+                    failing = None
+                    logger.info("Mail delivery works again")
             await asyncio.sleep(self.settings.mail_poll_seconds)
 
     async def retry_dead(self) -> int:

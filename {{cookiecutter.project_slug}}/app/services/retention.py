@@ -75,7 +75,7 @@ RULES = (
 @dataclass(slots=True)
 class PurgeReport:
     deleted: Counter[str] = field(default_factory=Counter)
-    batches: int = 0
+    batches: int = 0  # the transactions that deleted rows (not the look that found no more)
 
     def __str__(self) -> str:
         counts = ", ".join(f"{self.deleted[rule.what]} {rule.what}" for rule in _distinct())
@@ -131,8 +131,9 @@ class Purger:
                     await db.rollback()
                     raise PurgeInterrupted()
                 await db.commit()
-            report.batches += 1
-            report.deleted[rule.what] += deleted.rowcount
+            if deleted.rowcount:
+                report.batches += 1
+                report.deleted[rule.what] += deleted.rowcount
             if deleted.rowcount < size:
                 return
 

@@ -2,6 +2,10 @@
 a second factor, or a passkey. One path opens the session, audits it and sends the new-device
 notice, so the second step cannot forget what a one-step sign-in does."""
 
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core import metrics
@@ -10,6 +14,7 @@ from app.models import AuditEventType, User
 from app.models.base import utcnow
 from app.services import audit, challenges, users
 from app.services.context import ClientInfo, Context
+from app.services.errors import InvalidCredentials
 from app.services.sessions import SessionService
 from app.utils.user_agent import parse_device
 
@@ -38,7 +43,7 @@ class SignIns:
         if not methods:
             return await self.complete(user, client, "password", flow)
         token = challenges.open_second_step(self.db, self.ctx, user.id, flow)
-        await self.db.commit()
+        await self._commit(user.id)
         return SecondStepRequired(mfa_token=token, methods=methods)
 
     async def complete(
@@ -60,6 +65,19 @@ class SignIns:
                 method=METHOD_LABELS[method],
                 reset_link=self.ctx.mailer.page("forgot-password"),
             )
-        await self.db.commit()
+        await self._commit(user.id)
         metrics.count_login("success")
         return SignedIn(user=await users.view(self.db, user), tokens=tokens, flow=flow)
+
+    async def _commit(self, user_id: uuid.UUID) -> None:
+        """Commit the sign-in. An account deleted while its password or passkey was being
+        checked takes the sign-in with it: nothing may point at the account any more (its
+        update matches no row, a new row's foreign key fails), so the sign-in is refused as
+        one for an address never registered, and nothing of it is kept."""
+        try:
+            await self.db.commit()
+        except (IntegrityError, StaleDataError):
+            await self.db.rollback()
+            if await users.exists(self.db, user_id):
+                raise
+            raise InvalidCredentials() from None

@@ -23,6 +23,11 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+async def exists(db: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Whether the account is still there (read from the database, not the session's cache)."""
+    return (await db.exec(select(User.id).where(User.id == user_id))).first() is not None
+
+
 async def get_by_email(db: AsyncSession, email: str) -> User | None:
     result = await db.exec(select(User).where(User.email == normalize_email(email)))
     return result.first()
