@@ -85,31 +85,39 @@ ROTATE_CURRENT = (
 
 def session_list(dialect: Dialect) -> Select[Any]:
     """A user's live sessions, most recently used first, as one JSON array (see above)."""
-    on_postgres = dialect.name == "postgresql"
-    session_id = col(DeviceSession.id)
-    current = session_id == bindparam("current_session_id")
-    fields: dict[str, Any] = {
-        "id": cast(session_id, String) if on_postgres else _hyphenated(session_id),
-        "device": col(DeviceSession.device_label),
-        "ip_address": col(DeviceSession.last_ip_address),
-        "created_at": _rfc3339(col(DeviceSession.created_at), on_postgres),
-        "last_seen_at": _rfc3339(col(DeviceSession.last_seen_at), on_postgres),
-        # SQLite's JSON has no booleans of its own: json('true') is one
-        "current": current if on_postgres else func.json(case((current, "true"), else_="false")),
-    }
-    pairs = [part for name, value in fields.items() for part in (literal(name), value)]
     live = (
         col(DeviceSession.user_id) == bindparam("user_id"),
         col(DeviceSession.revoked_at).is_(None),
         col(DeviceSession.expires_at) > bindparam("now"),
     )
     newest_first = col(DeviceSession.last_seen_at).desc()
-    if on_postgres:
-        items = func.json_agg(aggregate_order_by(func.json_build_object(*pairs), newest_first))
+    columns = (DeviceSession.id, DeviceSession.device_label, DeviceSession.last_ip_address,
+               DeviceSession.created_at, DeviceSession.last_seen_at)  # fmt: skip
+    if dialect.name == "postgresql":
+        item = func.json_build_object(*_session_fields(*map(col, columns), on_postgres=True))
+        items = func.json_agg(aggregate_order_by(item, newest_first))
         return select(cast(func.coalesce(items, cast("[]", JSON)), String)).where(*live)
-    rows = select(func.json_object(*pairs).label("item")).where(*live).order_by(newest_first)
-    ordered = rows.subquery()
-    return select(func.json_group_array(func.json(ordered.c.item))).select_from(ordered)
+    # SQLite aggregates in the order its subquery gives; the subquery sorts the bare columns.
+    ordered = select(*map(col, columns)).where(*live).order_by(newest_first).subquery()
+    item = func.json_object(*_session_fields(*ordered.c, on_postgres=False))
+    return select(func.json_group_array(item))
+
+
+def _session_fields(
+    session_id: Any, device: Any, ip: Any, created_at: Any, last_seen_at: Any, *, on_postgres: bool
+) -> list[Any]:
+    """`SessionRead`'s fields, as the name, value pairs of a JSON object."""
+    current = session_id == bindparam("current_session_id")
+    fields = {
+        "id": cast(session_id, String) if on_postgres else _hyphenated(session_id),
+        "device": device,
+        "ip_address": ip,
+        "created_at": _rfc3339(created_at, on_postgres),
+        "last_seen_at": _rfc3339(last_seen_at, on_postgres),
+        # SQLite's JSON has no booleans of its own: json('true') is one
+        "current": current if on_postgres else func.json(case((current, "true"), else_="false")),
+    }
+    return [part for name, value in fields.items() for part in (literal(name), value)]
 
 
 def _hyphenated(column: Any) -> ColumnElement[Any]:
