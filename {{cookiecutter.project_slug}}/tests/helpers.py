@@ -7,6 +7,8 @@ rewrites this process's environment.
 import os
 import secrets
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -75,6 +77,19 @@ def subprocess_environment(**overrides: str) -> dict[str, str]:
     """The environment of a subprocess (CLI, alembic, a server) that must see the test settings."""
     environ = {key.upper(): _env_value(value) for key, value in TEST_SETTINGS.items()}
     return {**os.environ, **environ, **overrides}
+
+
+def import_app(cwd: Path, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`from app.main import app` in a fresh interpreter: how a server process starts, with
+    `environment` and no `.env` (`cwd` holds none)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from app.main import app"],
+        cwd=cwd,
+        env={**environment, "PYTHONPATH": str(PROJECT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _env_value(value: object) -> str:

@@ -8,7 +8,7 @@ from httpx import AsyncClient
 from pydantic import ValidationError
 
 from app.core.config import PLACEHOLDER_SECRET, SECRET_SETTINGS, SecretFileError, Settings
-from tests.helpers import PROJECT, make_settings, subprocess_environment
+from tests.helpers import PROJECT, import_app, make_settings, subprocess_environment
 
 
 def test_short_secret_key_is_refused() -> None:
@@ -298,14 +298,7 @@ def test_a_bad_secret_file_stops_the_service_in_one_line_without_the_secret(
     path = tmp_path / "missing" if problem == "missing file" else write_secret(tmp_path, weak)
     environment = subprocess_environment(SECRET_KEY_FILE=str(path))
     del environment["SECRET_KEY"]
-    result = subprocess.run(
-        [sys.executable, "-c", "from app.main import app"],
-        cwd=tmp_path,  # no .env here
-        env={**environment, "PYTHONPATH": str(PROJECT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = import_app(tmp_path, environment)
     assert result.returncode == 4, result.stderr
     assert result.stderr.count("Configuration error:") == 1, result.stderr
     assert "SECRET_KEY" in result.stderr

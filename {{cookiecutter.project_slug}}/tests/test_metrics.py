@@ -24,6 +24,7 @@ from tests.helpers import (
     PROJECT,
     Clock,
     api_tokens,
+    import_app,
     make_settings,
     refresh,
     subprocess_environment,
@@ -88,17 +89,7 @@ def test_metrics_without_a_strong_token_are_refused_in_one_line(
 
 
 def test_the_service_refuses_to_start_with_metrics_and_no_token(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", "from app.main import app"],
-        cwd=tmp_path,  # no .env here
-        env={
-            **subprocess_environment(METRICS_ENABLED="true", METRICS_TOKEN=""),
-            "PYTHONPATH": str(PROJECT),
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = import_app(tmp_path, subprocess_environment(METRICS_ENABLED="true", METRICS_TOKEN=""))
     assert result.returncode == 4, result.stderr
     assert result.stderr.count("Configuration error:") == 1, result.stderr
     assert "Configuration error: METRICS_TOKEN is not set" in result.stderr
